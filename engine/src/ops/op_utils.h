@@ -1,0 +1,40 @@
+// Helpers shared by front-end ops: argument checks, output allocation, dim wrapping.
+#pragma once
+
+#include "kernels.h"
+
+#include <smp/engine/autograd.h>
+#include <smp/engine/tensor.h>
+
+#include <string>
+#include <vector>
+
+namespace smp::ops {
+
+/// Turns a possibly negative dim into [0, ndim); error names `op` when out of range.
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
+/// Sorted unique wrapped dims; empty `dims` means all dims.
+IntList wrap_dims(const IntList& dims, int64_t ndim, const char* op);
+/// Row-major strides of `shape`.
+Shape contiguous_strides(const Shape& shape);
+int64_t numel_of(const Shape& shape);
+std::string shape_str(const Shape& s);
+/// Every defined tensor is on the same device; returns it. Error names `op` and both devices.
+Device common_device(const std::vector<Tensor>& ts, const char* op);
+void check_defined(const Tensor& t, const char* op, const char* arg);
+void check_floating(const Tensor& t, const char* op, const char* arg);
+void check_dim(const Tensor& t, int64_t ndim, const char* op, const char* arg);
+/// A new contiguous tensor (uninitialised, or no storage on meta).
+Tensor empty_out(const Shape& shape, Dtype dtype, Device device);
+/// A view of `t` with new geometry on the same storage (no autograd).
+Tensor make_view(const Tensor& t, const Shape& sizes, const Shape& strides, int64_t offset);
+/// `t` expanded (stride 0) to `shape` without autograd; `shape` must be a broadcast of t's.
+Tensor expand_to(const Tensor& t, const Shape& shape);
+/// `t` cast to `dtype` without autograd (returns t itself when already that dtype).
+Tensor cast_to(const Tensor& t, Dtype dtype);
+/// Fills a tensor through its device's kernel (no-op on meta).
+void fill_(const Tensor& t, const Scalar& v);
+/// Copies through kernels, handling dtype and device changes (no autograd).
+void copy_into(const Tensor& dst, const Tensor& src);
+
+}  // namespace smp::ops

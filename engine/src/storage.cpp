@@ -37,7 +37,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   allocator_ = get_allocator(device.type());
   SMP_CHECK(allocator_ != nullptr, "cannot allocate on {}: this build has no support for it",
             device.str());
-  data_ = allocator_->allocate(nbytes);
+  data_ = allocator_->allocate_on(nbytes, device.index());
 }
 
 Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter)

@@ -30,7 +30,9 @@ class ThreadPool {
   void resize(int n) {
     stop();
     stopping_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker(i); });
+    // A worker starts from the current generation, so it never mistakes a finished job for
+    // a new one (and still joins a job that begins before the thread first runs).
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g = generation_] { worker(i, g); });
   }
 
   // Runs fn(i) for i in [0, tasks), tasks <= size(): the caller takes task 0 and worker w
@@ -63,9 +65,8 @@ class ThreadPool {
     }
   }
 
-  void worker(int id) {
+  void worker(int id, uint64_t seen) {
     t_in_pool = true;
-    uint64_t seen = 0;
     for (;;) {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });

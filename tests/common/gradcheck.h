@@ -47,7 +47,7 @@ inline std::string gradcheck(const std::function<Tensor(const std::vector<Tensor
   };
   Tensor out = f(inputs);
   if (!out.requires_grad()) return "output does not require grad";
-  out.backward(tensor<double>(v, out.sizes()));
+  out.backward(tensor<double>(v).reshape(out.sizes()));  // reshape: also right for 0-dim
 
   for (size_t k = 0; k < inputs.size(); ++k) {
     Tensor x = inputs[k];

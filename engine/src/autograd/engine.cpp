@@ -51,7 +51,7 @@ class AccumulateGrad final : public Node {
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     Tensor leaf(leaf_);
-    Tensor g = grads[0];
+    Tensor g = std::move(grads[0]);
     auto& meta = *leaf_->autograd;
     for (auto& h : meta.hooks) {
       Tensor r = h(g);

@@ -16,6 +16,11 @@ class Allocator {
   /// Returns memory of at least `nbytes` (nullptr for 0) and the function that frees it.
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* ptr, size_t nbytes) = 0;
+  /// Memory on device `index` of this allocator's type (CUDA); host allocators ignore it.
+  virtual void* allocate_on(size_t nbytes, int index) {
+    (void)index;
+    return allocate(nbytes);
+  }
 };
 
 /// The allocator for a device type, or nullptr where none is registered (meta, CUDA-less build).

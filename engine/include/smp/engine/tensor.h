@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 namespace smp {
@@ -213,8 +214,13 @@ class Tensor {
   Tensor argmax() const;
   Tensor argmax(int64_t dim, bool keepdim = false) const;
   Tensor amax(const IntList& dims, bool keepdim = false) const;
-  /// Variance with Bessel's correction when `unbiased` (PyTorch's default).
-  Tensor var(bool unbiased = true) const;
+  /// Variance of all elements, with Bessel's correction when `unbiased` (PyTorch's default).
+  Tensor var() const { return var(IntList{}, true); }
+  /// Only an exact bool binds here, so `t.var({1})` means dims {1}, never unbiased=true.
+  template <class B, std::enable_if_t<std::is_same_v<B, bool>, int> = 0>
+  Tensor var(B unbiased) const {
+    return var(IntList{}, unbiased);
+  }
   Tensor var(const IntList& dims, bool unbiased = true, bool keepdim = false) const;
 
   // ---- linear algebra -----------------------------------------------------------

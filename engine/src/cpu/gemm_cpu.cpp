@@ -1,0 +1,124 @@
+// CPU matrix products: addmm and bmm through OpenBLAS, reading transposed views in place.
+#include <cblas.h>
+#include <smp/engine/threading.h>
+
+#include <algorithm>
+
+#include "cpu/gemm.h"
+#include "kernels.h"
+#include "ops/op_utils.h"
+
+namespace smp::cpu {
+
+template <>
+void gemm<float>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+template <>
+void gemm<double>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                  const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
+                  double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+namespace {
+
+// How BLAS reads a (rows, cols) view with strides (s0, s1): row-major as is, or as the
+// transpose of a row-major matrix. Size-1 dims have meaningless strides, so they never
+// decide the layout.
+struct BlasLayout {
+  bool ok = false;
+  bool trans = false;
+  int64_t ld = 1;
+};
+
+BlasLayout blas_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1) {
+  if ((s1 == 1 || cols == 1) && (rows == 1 || s0 >= std::max<int64_t>(1, cols)))
+    return {true, false, rows == 1 ? std::max<int64_t>(1, cols) : s0};
+  if ((s0 == 1 || rows == 1) && (cols == 1 || s1 >= std::max<int64_t>(1, rows)))
+    return {true, true, cols == 1 ? std::max<int64_t>(1, rows) : s1};
+  return {};
+}
+
+// A BLAS-readable version of a 2-D view: itself, or a contiguous copy.
+Tensor blas_operand(const Tensor& t, BlasLayout& layout) {
+  layout = blas_layout(t.size(0), t.size(1), t.stride(0), t.stride(1));
+  if (layout.ok) return t;
+  Tensor c = ops::empty_out(t.sizes(), t.dtype(), t.device());
+  ops::copy_into(c, t);
+  layout = {true, false, std::max<int64_t>(1, t.size(1))};
+  return c;
+}
+
+void addmm_cpu(const Tensor& out, const Tensor& self, const Tensor& a, const Tensor& b,
+               const Scalar& beta, const Scalar& alpha) {
+  double be = self.defined() ? beta.to_double() : 0.0;
+  // BLAS with beta = 0 ignores c, so self only needs copying when it contributes.
+  if (be != 0.0) ops::copy_into(out, self);
+  gemm_tensors(out, a, b, be, alpha.to_double());
+}
+
+void bmm_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
+  int64_t batch = out.size(0);
+  // Per-matrix views without autograd. Small products are split over the batch; large ones
+  // keep OpenBLAS's own threading.
+  auto mat = [](const Tensor& t, int64_t i) {
+    return ops::make_view(t, {t.size(1), t.size(2)}, {t.stride(1), t.stride(2)},
+                          t.storage_offset() + i * t.stride(0));
+  };
+  auto run = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) gemm_tensors(mat(out, i), mat(a, i), mat(b, i), 0.0, 1.0);
+  };
+  double work = static_cast<double>(a.size(1)) * static_cast<double>(a.size(2)) *
+                static_cast<double>(b.size(2));
+  if (batch > 1 && work < 128.0 * 128.0 * 128.0)
+    parallel_gemms(batch, run);
+  else
+    run(0, batch);
+}
+
+}  // namespace
+
+void parallel_gemms(int64_t n, const std::function<void(int64_t, int64_t)>& f) {
+  int threads = get_num_threads();
+  if (threads <= 1 || n <= 1) {
+    f(0, n);
+    return;
+  }
+  struct OneBlasThread {
+    int restore;
+    explicit OneBlasThread(int r) : restore(r) { openblas_set_num_threads(1); }
+    ~OneBlasThread() { openblas_set_num_threads(restore); }
+  } guard(threads);
+  parallel_for(n, 1, f);
+}
+
+void gemm_tensors(const Tensor& out, const Tensor& a, const Tensor& b, double beta, double alpha) {
+  int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  if (m == 0 || n == 0) return;
+  SMP_ASSERT(out.stride(1) == 1 || n == 1, "gemm: output rows must be contiguous");
+  BlasLayout la, lb;
+  Tensor ab = blas_operand(a, la), bb = blas_operand(b, lb);
+  int64_t ldc = m == 1 ? std::max<int64_t>(1, n) : std::max<int64_t>(out.stride(0), n);
+  SMP_DISPATCH_FLOATING(out.dtype(), "gemm", [&] {
+    using T = scalar_t;
+    gemm<T>(la.trans, lb.trans, m, n, k, static_cast<T>(alpha), ab.data_ptr<T>(), la.ld,
+            bb.data_ptr<T>(), lb.ld, static_cast<T>(beta), out.data_ptr<T>(), ldc);
+  });
+}
+
+SMP_REGISTER_KERNELS(kCPU, {
+  t.addmm = &addmm_cpu;
+  t.bmm = &bmm_cpu;
+});
+
+}  // namespace smp::cpu

@@ -1,0 +1,213 @@
+// Convolution, pooling and batch norm: gradients, meta shapes, golden values from PyTorch
+// (including the running-stat update), and errors.
+#include <gtest/gtest.h>
+#include <smp/smp.h>
+
+#include <map>
+
+#include "gradcheck.h"
+
+using namespace smp;
+using smp::test::randd;
+
+namespace {
+
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+void expect_golden(const std::map<std::string, Tensor>& g, const std::string& name, int n_inputs,
+                   const Fn& f) {
+  SCOPED_TRACE(name);
+  std::vector<Tensor> in;
+  for (int i = 0; i < n_inputs; ++i)
+    in.push_back(g.at(name + ".in" + std::to_string(i)).clone().requires_grad_(true));
+  Tensor out = f(in);
+  EXPECT_ALLCLOSE(out, g.at(name + ".out"), 1e-4, 1e-5);
+  out.backward(g.at(name + ".gout"));
+  for (int i = 0; i < n_inputs; ++i)
+    EXPECT_ALLCLOSE(in[i].grad(), g.at(name + ".grad" + std::to_string(i)), 1e-4, 1e-4);
+}
+
+void expect_meta_matches(const Fn& f, const std::vector<Tensor>& cpu_inputs) {
+  std::vector<Tensor> meta;
+  for (const auto& t : cpu_inputs)
+    meta.push_back(empty(t.sizes(), TensorOptions(t.dtype()).device(Device("meta"))));
+  Tensor a = f(cpu_inputs), b = f(meta);
+  EXPECT_TRUE(b.is_meta());
+  EXPECT_EQ(a.sizes(), b.sizes());
+}
+
+// Inputs far from ties, so max pooling's argmax is stable under finite differences.
+Tensor distinct(const Shape& shape, uint64_t seed) {
+  Tensor r = randd(shape, seed);
+  auto v = r.to_vector<double>();
+  for (size_t i = 0; i < v.size(); ++i) v[i] += static_cast<double>((i * 7919) % v.size());
+  return tensor<double>(v, shape, kFloat64);
+}
+
+}  // namespace
+
+TEST(Conv2d, Gradcheck) {
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& x) { return conv2d(x[0], x[1], x[2]); },
+                   {randd({2, 3, 5, 4}, 1), randd({2, 3, 3, 2}, 2), randd({2}, 3)});
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return conv2d(x[0], x[1], x[2], {2, 1}, {1, 2}, {2, 1}, 2);
+      },
+      {randd({1, 4, 7, 5}, 4), randd({4, 2, 2, 3}, 5), randd({4}, 6)});
+  // 1x1 (the direct GEMM path), no bias, a non-contiguous input.
+  EXPECT_GRADCHECK([](const std::vector<Tensor>& x) { return conv2d(x[0].transpose(2, 3), x[1]); },
+                   {randd({2, 3, 4, 3}, 7), randd({2, 3, 1, 1}, 8)});
+  // Depthwise with stride in both dims.
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return conv2d(x[0], x[1], Tensor(), {2, 2}, {1, 1}, {1, 1}, 3);
+      },
+      {randd({1, 3, 6, 5}, 9), randd({3, 1, 3, 3}, 10)});
+}
+
+TEST(Pool2d, Gradcheck) {
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}, {1, 1}, true);
+      },
+      {distinct({2, 2, 6, 5}, 1)});
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return max_pool2d(x[0], {2, 2}, {1, 1}, {0, 0}, {2, 2});
+      },
+      {distinct({1, 2, 5, 5}, 2)});
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}, true, false);
+      },
+      {randd({2, 2, 6, 5}, 3)});
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return avg_pool2d(x[0], {2, 3}, {2, 2}, {1, 1});
+      },
+      {randd({1, 2, 5, 7}, 4)});
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return adaptive_avg_pool2d(x[0], {3, 4});
+      },
+      {randd({2, 2, 5, 7}, 5)});
+}
+
+TEST(BatchNorm, Gradcheck) {
+  for (bool training : {true, false}) {
+    SCOPED_TRACE(training ? "training" : "eval");
+    Fn with_affine = [training](const std::vector<Tensor>& x) {
+      Tensor rm = zeros({3}, kFloat64);
+      Tensor rv = ones({3}, kFloat64);
+      return batch_norm(x[0], rm, rv, x[1], x[2], training, 0.1, 1e-5);
+    };
+    EXPECT_GRADCHECK(with_affine, {randd({4, 3, 2, 3}, 1), randd({3}, 2), randd({3}, 3)});
+    Fn plain = [training](const std::vector<Tensor>& x) {
+      Tensor rm = full({5}, 0.3, kFloat64);
+      Tensor rv = full({5}, 2.0, kFloat64);
+      return batch_norm(x[0], rm, rv, Tensor(), Tensor(), training, 0.1, 1e-5);
+    };
+    EXPECT_GRADCHECK(plain, {randd({6, 5}, 4)});
+  }
+}
+
+TEST(ConvPool, MetaShapesMatchCpu) {
+  expect_meta_matches(
+      [](const std::vector<Tensor>& x) {
+        return conv2d(x[0], x[1], x[2], {2, 1}, {1, 2}, {2, 1}, 2);
+      },
+      {randd({2, 4, 9, 8}), randd({6, 2, 3, 2}), randd({6})});
+  expect_meta_matches(
+      [](const std::vector<Tensor>& x) {
+        return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}, {1, 1}, true);
+      },
+      {randd({2, 3, 8, 7})});
+  expect_meta_matches(
+      [](const std::vector<Tensor>& x) {
+        return avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}, true);
+      },
+      {randd({2, 3, 8, 7})});
+  expect_meta_matches(
+      [](const std::vector<Tensor>& x) {
+        return adaptive_avg_pool2d(x[0], {3, 4});
+      },
+      {randd({2, 3, 5, 7})});
+  expect_meta_matches(
+      [](const std::vector<Tensor>& x) {
+        return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true);
+      },
+      {randd({4, 3, 5, 6}), randd({3}), randd({3})});
+}
+
+TEST(ConvPool, GoldenValuesMatchPyTorch) {
+  auto g = load_safetensors(SMP_TEST_GOLDEN_DIR "/conv.safetensors");
+  expect_golden(g, "conv_basic", 3,
+                [](const std::vector<Tensor>& x) { return conv2d(x[0], x[1], x[2]); });
+  expect_golden(g, "conv_strided", 3, [](const std::vector<Tensor>& x) {
+    return conv2d(x[0], x[1], x[2], {2, 1}, {1, 2}, {2, 1}, 2);
+  });
+  expect_golden(g, "conv_1x1", 2, [](const std::vector<Tensor>& x) { return conv2d(x[0], x[1]); });
+  expect_golden(g, "max_pool", 1, [](const std::vector<Tensor>& x) {
+    return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}, {1, 1}, true);
+  });
+  expect_golden(g, "max_pool_dilated", 1, [](const std::vector<Tensor>& x) {
+    return max_pool2d(x[0], {2, 2}, {1, 1}, {0, 0}, {2, 2});
+  });
+  expect_golden(g, "avg_pool", 1, [](const std::vector<Tensor>& x) {
+    return avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}, true, false);
+  });
+  expect_golden(g, "avg_pool_pad", 1, [](const std::vector<Tensor>& x) {
+    return avg_pool2d(x[0], {2, 3}, {2, 2}, {1, 1});
+  });
+  expect_golden(g, "adaptive_avg_pool", 1, [](const std::vector<Tensor>& x) {
+    return adaptive_avg_pool2d(x[0], {3, 4});
+  });
+}
+
+TEST(BatchNorm, TrainingUpdatesRunningStatsAsPyTorch) {
+  auto g = load_safetensors(SMP_TEST_GOLDEN_DIR "/conv.safetensors");
+  for (std::string name : {"bn_train4d", "bn_train2d"}) {
+    SCOPED_TRACE(name);
+    Tensor rm = g.at(name + ".running_mean_before").clone();
+    Tensor rv = g.at(name + ".running_var_before").clone();
+    expect_golden(g, name, 3, [&](const std::vector<Tensor>& x) {
+      return batch_norm(x[0], rm, rv, x[1], x[2], true, 0.2, 1e-4);
+    });
+    EXPECT_ALLCLOSE(rm, g.at(name + ".running_mean"), 1e-5, 1e-6);
+    EXPECT_ALLCLOSE(rv, g.at(name + ".running_var"), 1e-5, 1e-6);
+  }
+  Tensor rm = g.at("bn_eval.running_mean").clone(), rv = g.at("bn_eval.running_var").clone();
+  expect_golden(g, "bn_eval", 3, [&](const std::vector<Tensor>& x) {
+    return batch_norm(x[0], rm, rv, x[1], x[2], false);
+  });
+  // Eval mode leaves the running stats alone.
+  EXPECT_ALLCLOSE(rm, g.at("bn_eval.running_mean"), 0, 0);
+  EXPECT_ALLCLOSE(rv, g.at("bn_eval.running_var"), 0, 0);
+}
+
+TEST(ConvPool, ErrorsNameWhatWasWrong) {
+  auto msg = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg([] {
+              conv2d(zeros({1, 3, 5, 5}), zeros({4, 2, 3, 3}));
+            }).find("3 channels"),
+            std::string::npos);
+  EXPECT_THROW(
+      conv2d(zeros({1, 4, 5, 5}), zeros({3, 2, 3, 3}), Tensor(), {1, 1}, {0, 0}, {1, 1}, 2),
+      Error);  // 3 out channels, 2 groups
+  EXPECT_THROW(conv2d(zeros({1, 3, 2, 2}), zeros({4, 3, 3, 3})), Error);
+  EXPECT_THROW(conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}), zeros({5})), Error);
+  EXPECT_THROW(max_pool2d(zeros({1, 1, 4, 4}), {2, 2}, {2, 2}, {2, 2}), Error);
+  EXPECT_THROW(avg_pool2d(zeros({4, 4}), {2, 2}), Error);
+  EXPECT_NE(msg([] {
+              batch_norm(zeros({1, 3}), zeros({3}), ones({3}), Tensor(), Tensor(), true);
+            }).find("more than 1 value per channel"),
+            std::string::npos);
+  EXPECT_THROW(batch_norm(zeros({2, 3}), zeros({4}), ones({4}), Tensor(), Tensor(), true), Error);
+}

@@ -1,0 +1,39 @@
+"""Golden values for the matrix products: /usr/bin/python3 tests/reference/gen_linalg.py
+
+Each case <name> stores its inputs <name>.in<i>, the output <name>.out, a cotangent
+<name>.gout and the gradients <name>.grad<i> of sum(out · gout) w.r.t. each input.
+"""
+import torch
+
+from golden_common import save, seeded
+
+
+def case(out, name, fn, *inputs):
+    inputs = [x.clone().requires_grad_(True) for x in inputs]
+    y = fn(*inputs)
+    gout = torch.randn_like(y)
+    y.backward(gout)
+    for i, x in enumerate(inputs):
+        out[f"{name}.in{i}"] = x.detach()
+        out[f"{name}.grad{i}"] = x.grad
+    out[f"{name}.out"] = y.detach()
+    out[f"{name}.gout"] = gout
+
+
+def main():
+    seeded(0)
+    r = torch.randn
+    out = {}
+    case(out, "mm", torch.mm, r(5, 7), r(7, 3))
+    case(out, "matmul_batched_broadcast", torch.matmul, r(2, 1, 3, 4), r(5, 4, 2))
+    case(out, "matmul_vec_batched", torch.matmul, r(4), r(3, 4, 6))
+    case(out, "matmul_folded", torch.matmul, r(2, 3, 4), r(4, 5))
+    case(out, "bmm", torch.bmm, r(3, 4, 5), r(3, 5, 2))
+    case(out, "linear", torch.nn.functional.linear, r(2, 3, 6), r(4, 6), r(4))
+    case(out, "addmm", lambda s, a, b: torch.addmm(s, a, b, beta=0.5, alpha=2.0), r(3), r(2, 5),
+         r(5, 3))
+    save("linalg", out)
+
+
+if __name__ == "__main__":
+    main()

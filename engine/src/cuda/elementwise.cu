@@ -1,0 +1,485 @@
+// CUDA kernels for fill, copy, arange, transfers and the elementwise math ops.
+// The op code is a runtime switch inside one kernel per dtype: the branch is uniform across
+// the grid, so it costs little next to the memory traffic, and it keeps the number of
+// kernel instantiations (and compile time) small.
+#include <cmath>
+
+#include "cuda/loops.cuh"
+#include "kernels.h"
+#include "ops/op_utils.h"
+
+namespace smp::cuda {
+namespace {
+
+using kernels::BinaryOp;
+using kernels::UnaryOp;
+
+template <class C>
+__device__ inline bool is_nan(C x) {
+  if constexpr (std::is_floating_point_v<C>)
+    return x != x;
+  else
+    return false;
+}
+
+// ---- op math, in the compute type C ----------------------------------------------------
+
+template <class C>
+__device__ inline C unary_math(int op, C x) {
+  if constexpr (std::is_floating_point_v<C>) {
+    constexpr C kSqrt1_2 = C(0.70710678118654752440);
+    constexpr C kBeta = C(0.79788456080286535588);  // ::sqrt(2/pi)
+    switch (static_cast<UnaryOp>(op)) {
+      case UnaryOp::Neg:
+        return -x;
+      case UnaryOp::Exp:
+        return ::exp(x);
+      case UnaryOp::Log:
+        return ::log(x);
+      case UnaryOp::Sqrt:
+        return ::sqrt(x);
+      case UnaryOp::Rsqrt:
+        return C(1) / ::sqrt(x);
+      case UnaryOp::Abs:
+        return ::fabs(x);
+      case UnaryOp::Square:
+        return x * x;
+      case UnaryOp::Relu:
+        return x < C(0) ? C(0) : x;  // NaN stays NaN
+      case UnaryOp::Sigmoid:
+        return C(1) / (C(1) + ::exp(-x));
+      case UnaryOp::Tanh:
+        return ::tanh(x);
+      case UnaryOp::Gelu:
+        return C(0.5) * x * (C(1) + ::erf(x * kSqrt1_2));
+      case UnaryOp::GeluTanh: {
+        C inner = kBeta * (x + C(0.044715) * x * x * x);
+        return C(0.5) * x * (C(1) + ::tanh(inner));
+      }
+      case UnaryOp::Sign:
+        return is_nan(x) ? x : C((C(0) < x) - (x < C(0)));
+      case UnaryOp::Reciprocal:
+        return C(1) / x;
+      case UnaryOp::Floor:
+        return ::floor(x);
+    }
+    return x;
+  } else {
+    switch (static_cast<UnaryOp>(op)) {
+      case UnaryOp::Neg:
+        return -x;
+      case UnaryOp::Abs:
+        return x < 0 ? -x : x;
+      case UnaryOp::Square:
+        return x * x;
+      case UnaryOp::Relu:
+        return x < 0 ? C(0) : x;
+      case UnaryOp::Sign:
+        return C((C(0) < x) - (x < C(0)));
+      default:
+        return x;  // Floor; float-only ops are refused on the host
+    }
+  }
+}
+
+template <class C>
+__device__ inline C ipow(C base, C e) {
+  if (e < 0) return base == 1 ? C(1) : (base == -1 ? ((e & 1) ? C(-1) : C(1)) : C(0));
+  C r = 1;
+  while (e) {
+    if (e & 1) r *= base;
+    base *= base;
+    e >>= 1;
+  }
+  return r;
+}
+
+template <class C>
+__device__ inline C binary_math(int op, C a, C b, C alpha) {
+  switch (static_cast<BinaryOp>(op)) {
+    case BinaryOp::Add:
+      return a + alpha * b;
+    case BinaryOp::Sub:
+      return a - alpha * b;
+    case BinaryOp::Mul:
+      return a * b;
+    case BinaryOp::Div:
+      if constexpr (std::is_floating_point_v<C>)
+        return a / b;
+      else
+        return b == 0 ? C(0) : a / b;
+    case BinaryOp::Maximum:
+      return (is_nan(a) || a > b) ? a : b;
+    case BinaryOp::Minimum:
+      return (is_nan(a) || a < b) ? a : b;
+    case BinaryOp::Pow:
+      if constexpr (std::is_floating_point_v<C>)
+        return ::pow(a, b);
+      else
+        return ipow(a, b);
+    default:
+      break;
+  }
+  if constexpr (std::is_floating_point_v<C>) {
+    constexpr C kSqrt1_2 = C(0.70710678118654752440);
+    constexpr C kInvSqrt2Pi = C(0.39894228040143267794);
+    constexpr C kBeta = C(0.79788456080286535588);
+    constexpr C kKappa = C(0.044715);
+    switch (static_cast<BinaryOp>(op)) {
+      case BinaryOp::ReluBackward:
+        return b > C(0) ? a : C(0);
+      case BinaryOp::GeluBackward: {
+        C cdf = C(0.5) * (C(1) + ::erf(b * kSqrt1_2));
+        C pdf = ::exp(C(-0.5) * b * b) * kInvSqrt2Pi;
+        return a * (cdf + b * pdf);
+      }
+      case BinaryOp::GeluTanhBackward: {
+        C x2 = b * b;
+        C inner = kBeta * (b + kKappa * x2 * b);
+        C t = ::tanh(inner);
+        C d =
+            C(0.5) * (C(1) + t) + C(0.5) * b * (C(1) - t * t) * kBeta * (C(1) + C(3) * kKappa * x2);
+        return a * d;
+      }
+      case BinaryOp::SigmoidBackward:
+        return a * b * (C(1) - b);
+      case BinaryOp::TanhBackward:
+        return a * (C(1) - b * b);
+      default:
+        break;
+    }
+  }
+  return C(0);
+}
+
+template <class C>
+__device__ inline bool compare_math(int op, C a, C b) {
+  switch (static_cast<BinaryOp>(op)) {
+    case BinaryOp::Eq:
+      return a == b;
+    case BinaryOp::Ne:
+      return a != b;
+    case BinaryOp::Lt:
+      return a < b;
+    case BinaryOp::Le:
+      return a <= b;
+    case BinaryOp::Gt:
+      return a > b;
+    case BinaryOp::Ge:
+      return a >= b;
+    default:
+      return false;
+  }
+}
+
+bool is_comparison(BinaryOp op) {
+  return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le ||
+         op == BinaryOp::Gt || op == BinaryOp::Ge;
+}
+
+bool is_float_only(BinaryOp op) {
+  return op == BinaryOp::ReluBackward || op == BinaryOp::GeluBackward ||
+         op == BinaryOp::GeluTanhBackward || op == BinaryOp::SigmoidBackward ||
+         op == BinaryOp::TanhBackward;
+}
+
+bool unary_ok_for_integers(UnaryOp op) {
+  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Square || op == UnaryOp::Relu ||
+         op == UnaryOp::Sign || op == UnaryOp::Floor;
+}
+
+template <class C>
+C scalar_as(const Scalar& s) {
+  if constexpr (std::is_floating_point_v<C>)
+    return static_cast<C>(s.to_double());
+  else
+    return static_cast<C>(s.to_long());
+}
+
+// ---- functors --------------------------------------------------------------------------
+
+template <class T>
+struct FillF {
+  T v;
+  __device__ T operator()() const { return v; }
+};
+
+template <class To, class From>
+struct ConvertF {
+  __device__ To operator()(From x) const { return convert<To>(x); }
+};
+
+template <class T>
+struct UnaryF {
+  int op;
+  __device__ T operator()(T x) const {
+    return convert<T>(unary_math<acc_t<T>>(op, convert<acc_t<T>>(x)));
+  }
+};
+
+template <class T>
+struct BinaryF {
+  int op;
+  acc_t<T> alpha;
+  __device__ T operator()(T a, T b) const {
+    using C = acc_t<T>;
+    return convert<T>(binary_math<C>(op, convert<C>(a), convert<C>(b), alpha));
+  }
+};
+
+template <class T>
+struct CompareF {
+  int op;
+  __device__ bool operator()(T a, T b) const {
+    using C = acc_t<T>;
+    return compare_math<C>(op, convert<C>(a), convert<C>(b));
+  }
+};
+
+template <class T>
+struct BinaryScalarF {
+  int op;
+  acc_t<T> s;
+  bool scalar_first;
+  __device__ T operator()(T a) const {
+    using C = acc_t<T>;
+    C x = convert<C>(a);
+    return convert<T>(scalar_first ? binary_math<C>(op, s, x, C(1))
+                                   : binary_math<C>(op, x, s, C(1)));
+  }
+};
+
+template <class T>
+struct CompareScalarF {
+  int op;
+  acc_t<T> s;
+  bool scalar_first;
+  __device__ bool operator()(T a) const {
+    using C = acc_t<T>;
+    C x = convert<C>(a);
+    return scalar_first ? compare_math<C>(op, s, x) : compare_math<C>(op, x, s);
+  }
+};
+
+template <class T>
+struct ClampF {
+  bool has_lo, has_hi;
+  acc_t<T> lo, hi;
+  __device__ T operator()(T a) const {
+    using C = acc_t<T>;
+    C x = convert<C>(a);
+    if (is_nan(x)) return a;
+    if (has_lo && x < lo) x = lo;
+    if (has_hi && x > hi) x = hi;
+    return convert<T>(x);
+  }
+};
+
+template <class T>
+struct WhereF {
+  __device__ T operator()(bool c, T a, T b) const { return c ? a : b; }
+};
+
+template <class T>
+struct AddcF {
+  acc_t<T> value;
+  bool div;
+  __device__ T operator()(T self, T t1, T t2) const {
+    using C = acc_t<T>;
+    C a = convert<C>(t1), b = convert<C>(t2);
+    C r = div ? (b == C(0) && !std::is_floating_point_v<C> ? C(0) : a / b) : a * b;
+    return convert<T>(convert<C>(self) + value * r);
+  }
+};
+
+template <class T>
+__global__ void arange_kernel(T* out, int64_t n, double start, double step) {
+  int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = convert<T>(start + step * static_cast<double>(i));
+}
+
+// ---- kernel table entries ---------------------------------------------------------------
+
+void fill_cuda(const Tensor& out, const Scalar& v) {
+  SMP_DISPATCH_ALL(out.dtype(), "fill", [&] {
+    scalar_t val = v.to<scalar_t>();
+    gpu_map<scalar_t>(out, {}, FillF<scalar_t>{val});
+  });
+}
+
+void copy_cuda(const Tensor& dst, const Tensor& src) {
+  if (dst.numel() == 0) return;
+  DeviceGuard g(dst);
+  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
+    if (dst.data_ptr() == src.data_ptr()) return;
+    SMP_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(),
+                                   cudaMemcpyDeviceToDevice, stream_of(dst)));
+    return;
+  }
+  SMP_DISPATCH_ALL(dst.dtype(), "copy", [&] {
+    using out_t = scalar_t;
+    SMP_DISPATCH_ALL(src.dtype(), "copy",
+                     [&] { gpu_map<out_t, scalar_t>(dst, {&src}, ConvertF<out_t, scalar_t>{}); });
+  });
+}
+
+void copy_across_devices_cuda(const Tensor& dst, const Tensor& src) {
+  SMP_ASSERT(dst.is_contiguous() && src.is_contiguous() && dst.dtype() == src.dtype() &&
+                 dst.nbytes() == src.nbytes(),
+             "copy_across_devices: expects contiguous tensors of one dtype and size");
+  if (dst.nbytes() == 0) return;
+  if (dst.is_cuda() && src.is_cuda()) {
+    // Peer copy on the source's stream. dst's block may have been freed by work still
+    // queued on its own device, so that work finishes first; the copy is then awaited.
+    {
+      DeviceGuard gd(dst);
+      SMP_CUDA_CHECK(cudaStreamSynchronize(stream_of(dst)));
+    }
+    DeviceGuard g(src);
+    SMP_CUDA_CHECK(cudaMemcpyPeerAsync(dst.data_ptr(), dst.device().index(), src.data_ptr(),
+                                       src.device().index(), src.nbytes(), stream_of(src)));
+    SMP_CUDA_CHECK(cudaStreamSynchronize(stream_of(src)));
+    return;
+  }
+  if (dst.is_cuda()) {
+    DeviceGuard g(dst);
+    cudaStream_t s = stream_of(dst);
+    SMP_CUDA_CHECK(
+        cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyHostToDevice, s));
+    // From pageable memory the call returns once the bytes are staged, so the host buffer
+    // may be reused at once. From pinned memory the DMA reads it later: wait, since the
+    // caller may overwrite or free it as soon as we return.
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, src.data_ptr()) == cudaSuccess) {
+      if (attr.type == cudaMemoryTypeHost) SMP_CUDA_CHECK(cudaStreamSynchronize(s));
+    } else {
+      (void)cudaGetLastError();
+    }
+    return;
+  }
+  DeviceGuard g(src);
+  cudaStream_t s = stream_of(src);
+  SMP_CUDA_CHECK(
+      cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyDeviceToHost, s));
+  SMP_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void arange_cuda(const Tensor& out, const Scalar& start, const Scalar& step) {
+  int64_t n = out.numel();
+  if (n == 0) return;
+  DeviceGuard g(out);
+  SMP_DISPATCH_ALL(out.dtype(), "arange", [&] {
+    arange_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(out)>>>(
+        static_cast<scalar_t*>(out.data_ptr()), n, start.to_double(), step.to_double());
+    SMP_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
+void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& in) {
+  SMP_DISPATCH_ALL(out.dtype(), "unary", [&] {
+    if constexpr (!std::is_floating_point_v<acc_t<scalar_t>>)
+      SMP_CHECK(unary_ok_for_integers(op), "unary op {} needs a floating dtype, got {}",
+                static_cast<int>(op), dtype_name(out.dtype()));
+    gpu_map<scalar_t, scalar_t>(out, {&in}, UnaryF<scalar_t>{static_cast<int>(op)});
+  });
+}
+
+void binary_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b,
+                 const Scalar& alpha) {
+  SMP_DISPATCH_ALL(a.dtype(), "binary", [&] {
+    using C = acc_t<scalar_t>;
+    if (is_comparison(op)) {
+      gpu_map<bool, scalar_t, scalar_t>(out, {&a, &b}, CompareF<scalar_t>{static_cast<int>(op)});
+      return;
+    }
+    if constexpr (!std::is_floating_point_v<C>)
+      SMP_CHECK(!is_float_only(op), "binary op {} needs a floating dtype, got {}",
+                static_cast<int>(op), dtype_name(a.dtype()));
+    gpu_map<scalar_t, scalar_t, scalar_t>(
+        out, {&a, &b}, BinaryF<scalar_t>{static_cast<int>(op), scalar_as<C>(alpha)});
+  });
+}
+
+void binary_scalar_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Scalar& s,
+                        bool scalar_first) {
+  SMP_DISPATCH_ALL(a.dtype(), "binary_scalar", [&] {
+    using C = acc_t<scalar_t>;
+    if (is_comparison(op)) {
+      // Compare in double for integers against a fractional scalar (2 < 2.5).
+      if constexpr (!std::is_floating_point_v<C>) {
+        if (s.is_floating_point()) {
+          Tensor ad = ops::empty_out(a.sizes(), kFloat64, a.device());
+          gpu_map<double, scalar_t>(ad, {&a}, ConvertF<double, scalar_t>{});
+          gpu_map<bool, double>(
+              out, {&ad},
+              CompareScalarF<double>{static_cast<int>(op), s.to_double(), scalar_first});
+          return;
+        }
+      }
+      gpu_map<bool, scalar_t>(
+          out, {&a}, CompareScalarF<scalar_t>{static_cast<int>(op), scalar_as<C>(s), scalar_first});
+      return;
+    }
+    if constexpr (!std::is_floating_point_v<C>)
+      SMP_CHECK(!is_float_only(op), "binary op {} needs a floating dtype, got {}",
+                static_cast<int>(op), dtype_name(a.dtype()));
+    gpu_map<scalar_t, scalar_t>(
+        out, {&a}, BinaryScalarF<scalar_t>{static_cast<int>(op), scalar_as<C>(s), scalar_first});
+  });
+}
+
+void clamp_cuda(const Tensor& out, const Tensor& in, std::optional<Scalar> min,
+                std::optional<Scalar> max) {
+  SMP_DISPATCH_ALL(out.dtype(), "clamp", [&] {
+    using C = acc_t<scalar_t>;
+    ClampF<scalar_t> f{min.has_value(), max.has_value(), min ? scalar_as<C>(*min) : C(0),
+                       max ? scalar_as<C>(*max) : C(0)};
+    gpu_map<scalar_t, scalar_t>(out, {&in}, f);
+  });
+}
+
+void where_cuda(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  SMP_CHECK(cond.dtype() == kBool, "where: condition must be bool, got {}",
+            dtype_name(cond.dtype()));
+  SMP_DISPATCH_ALL(out.dtype(), "where", [&] {
+    gpu_map<scalar_t, bool, scalar_t, scalar_t>(out, {&cond, &a, &b}, WhereF<scalar_t>{});
+  });
+}
+
+void addc_cuda(const Tensor& out, const Tensor& self, const Tensor& t1, const Tensor& t2,
+               const Scalar& value, bool div) {
+  SMP_DISPATCH_ALL(out.dtype(), div ? "addcdiv" : "addcmul", [&] {
+    using C = acc_t<scalar_t>;
+    gpu_map<scalar_t, scalar_t, scalar_t, scalar_t>(out, {&self, &t1, &t2},
+                                                    AddcF<scalar_t>{scalar_as<C>(value), div});
+  });
+}
+
+void addcmul_cuda(const Tensor& out, const Tensor& self, const Tensor& t1, const Tensor& t2,
+                  const Scalar& value) {
+  addc_cuda(out, self, t1, t2, value, false);
+}
+
+void addcdiv_cuda(const Tensor& out, const Tensor& self, const Tensor& t1, const Tensor& t2,
+                  const Scalar& value) {
+  addc_cuda(out, self, t1, t2, value, true);
+}
+
+}  // namespace
+
+SMP_REGISTER_KERNELS(kCUDA, {
+  t.fill = &fill_cuda;
+  t.copy = &copy_cuda;
+  t.copy_across_devices = &copy_across_devices_cuda;
+  t.arange = &arange_cuda;
+  t.unary = &unary_cuda;
+  t.binary = &binary_cuda;
+  t.binary_scalar = &binary_scalar_cuda;
+  t.clamp = &clamp_cuda;
+  t.where = &where_cuda;
+  t.addcmul = &addcmul_cuda;
+  t.addcdiv = &addcdiv_cuda;
+});
+
+}  // namespace smp::cuda

@@ -2,21 +2,11 @@
 #include <gtest/gtest.h>
 #include <smp/smp.h>
 
-#include "gradcheck.h"
+#include "op_test_utils.h"
 
 using namespace smp;
+using smp::test::error_of;
 using smp::test::randd;
-
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
 
 TEST(IndexSelect, Values) {
   Tensor x = arange(12, kFloat32).reshape({3, 4});

@@ -4,39 +4,16 @@
 
 #include <map>
 
-#include "gradcheck.h"
+#include "op_test_utils.h"
 
 using namespace smp;
 using smp::test::randd;
 
 namespace {
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-// Runs `f` on golden case `name` (float32): output and input gradients vs PyTorch.
-void expect_golden(const std::map<std::string, Tensor>& g, const std::string& name, int n_inputs,
-                   const Fn& f) {
-  SCOPED_TRACE(name);
-  std::vector<Tensor> in;
-  for (int i = 0; i < n_inputs; ++i)
-    in.push_back(g.at(name + ".in" + std::to_string(i)).clone().requires_grad_(true));
-  Tensor out = f(in);
-  EXPECT_ALLCLOSE(out, g.at(name + ".out"), 1e-4, 1e-5);
-  out.backward(g.at(name + ".gout"));
-  for (int i = 0; i < n_inputs; ++i)
-    EXPECT_ALLCLOSE(in[i].grad(), g.at(name + ".grad" + std::to_string(i)), 1e-4, 1e-5);
-}
-
-// The same op on meta tensors gives the CPU shape and dtype.
-void expect_meta_matches(const Fn& f, const std::vector<Tensor>& cpu_inputs) {
-  std::vector<Tensor> meta;
-  for (const auto& t : cpu_inputs)
-    meta.push_back(empty(t.sizes(), TensorOptions(t.dtype()).device(Device("meta"))));
-  Tensor a = f(cpu_inputs), b = f(meta);
-  EXPECT_TRUE(b.is_meta());
-  EXPECT_EQ(a.sizes(), b.sizes());
-  EXPECT_EQ(a.dtype(), b.dtype());
-}
+using Fn = test::OpFn;
+using test::expect_golden;
+using test::expect_meta_matches;
 
 }  // namespace
 

@@ -4,21 +4,13 @@
 
 #include <cmath>
 
-#include "gradcheck.h"
+#include "op_test_utils.h"
 
 using namespace smp;
+using smp::test::error_of;
 using smp::test::randd;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 Tensor targets(std::vector<int64_t> v) { return tensor<int64_t>(v); }
 

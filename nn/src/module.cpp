@@ -1,0 +1,271 @@
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <smp/engine/autograd.h>
+#include <smp/engine/error.h>
+#include <smp/engine/serialize.h>
+#include <smp/nn/module.h>
+
+#include <set>
+
+namespace smp::nn {
+
+namespace {
+
+thread_local std::vector<Module*> t_module_stack;
+
+std::string join_name(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+void check_name(const std::string& name, const char* what) {
+  SMP_CHECK(!name.empty(), "register_{}: the name must not be empty", what);
+  SMP_CHECK(name.find('.') == std::string::npos,
+            "register_{}: name '{}' must not contain '.' (dots separate submodule names)", what,
+            name);
+}
+
+std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+// In place replacement of a tensor's data (PyTorch's `param.data = ...`): every handle to
+// this impl sees the new storage, and autograd identity (leaf, requires_grad) is kept.
+void set_data(Tensor& t, const Tensor& src) {
+  if (src.is_same(t)) return;
+  TensorImpl& dst = *t.unsafe_impl();
+  const TensorImpl& s = *src.unsafe_impl();
+  dst.storage = s.storage;
+  dst.sizes = s.sizes;
+  dst.strides = s.strides;
+  dst.offset = s.offset;
+  dst.dtype = s.dtype;
+  dst.device = s.device;
+  t.bump_version();
+}
+
+}  // namespace
+
+const std::vector<Module*>& current_module_stack() { return t_module_stack; }
+
+ModuleCallScope::ModuleCallScope(Module* m) { t_module_stack.push_back(m); }
+ModuleCallScope::~ModuleCallScope() { t_module_stack.pop_back(); }
+
+Tensor& Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
+  check_name(name, "parameter");
+  for (auto& [n, p] : params_)
+    SMP_CHECK(n != name, "register_parameter: {} already has a parameter named '{}'", this->name(),
+              name);
+  if (t.defined()) {
+    // A parameter is a leaf: a tensor with history is detached, a leaf is kept as is so the
+    // caller's handle and the module's are the same tensor (as libtorch).
+    if (!t.is_leaf()) t = t.detach();
+    t.requires_grad_(requires_grad);
+  }
+  params_.emplace_back(name, std::move(t));
+  return params_.back().second;
+}
+
+Tensor& Module::register_buffer(const std::string& name, Tensor t) {
+  check_name(name, "buffer");
+  for (auto& [n, b] : buffers_)
+    SMP_CHECK(n != name, "register_buffer: {} already has a buffer named '{}'", this->name(), name);
+  if (t.defined() && !t.is_leaf()) t = t.detach();
+  buffers_.emplace_back(name, std::move(t));
+  return buffers_.back().second;
+}
+
+void Module::register_module_impl(const std::string& name, std::shared_ptr<Module> m) {
+  check_name(name, "module");
+  SMP_CHECK(m != nullptr, "register_module: module '{}' is null", name);
+  for (auto& [n, c] : children_)
+    SMP_CHECK(n != name, "register_module: {} already has a submodule named '{}'", this->name(),
+              name);
+  children_.emplace_back(name, std::move(m));
+}
+
+void Module::replace_module_impl(const std::string& name, std::shared_ptr<Module> m) {
+  SMP_CHECK(m != nullptr, "replace_module: module '{}' is null", name);
+  for (auto& [n, c] : children_)
+    if (n == name) {
+      c = std::move(m);
+      return;
+    }
+  SMP_ERROR("replace_module: {} has no submodule named '{}'", this->name(), name);
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [n, p] : params_)
+    if (p.defined()) out.emplace_back(n, p);
+  if (recurse)
+    for (auto& [cn, c] : children_)
+      for (auto& [n, p] : c->named_parameters(true)) out.emplace_back(join_name(cn, n), p);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters(bool recurse) const {
+  std::vector<Tensor> out;
+  for (auto& [n, p] : named_parameters(recurse)) out.push_back(p);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [n, b] : buffers_)
+    if (b.defined()) out.emplace_back(n, b);
+  if (recurse)
+    for (auto& [cn, c] : children_)
+      for (auto& [n, b] : c->named_buffers(true)) out.emplace_back(join_name(cn, n), b);
+  return out;
+}
+
+std::vector<Tensor> Module::buffers(bool recurse) const {
+  std::vector<Tensor> out;
+  for (auto& [n, b] : named_buffers(recurse)) out.push_back(b);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_children() const {
+  return {children_.begin(), children_.end()};
+}
+
+std::vector<std::shared_ptr<Module>> Module::children() const {
+  std::vector<std::shared_ptr<Module>> out;
+  for (auto& [n, c] : children_) out.push_back(c);
+  return out;
+}
+
+void Module::collect_modules(const std::string& prefix,
+                             std::vector<std::pair<std::string, std::shared_ptr<Module>>>& out) {
+  for (auto& [n, c] : children_) {
+    std::string full = join_name(prefix, n);
+    out.emplace_back(full, c);
+    c->collect_modules(full, out);
+  }
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  // A module not owned by a shared_ptr (on the stack) is listed through a non-owning alias.
+  std::shared_ptr<Module> self = weak_from_this().lock();
+  if (!self) self = std::shared_ptr<Module>(std::shared_ptr<Module>(), this);
+  out.emplace_back("", self);
+  collect_modules("", out);
+  return out;
+}
+
+std::vector<std::shared_ptr<Module>> Module::modules() {
+  std::vector<std::shared_ptr<Module>> out;
+  for (auto& [n, m] : named_modules()) out.push_back(m);
+  return out;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [n, c] : children_) c->train(on);
+}
+
+void Module::apply_to_tensors(const std::function<void(Tensor&)>& f) {
+  for (auto& [n, p] : params_)
+    if (p.defined()) f(p);
+  for (auto& [n, b] : buffers_)
+    if (b.defined()) f(b);
+  for (auto& [n, c] : children_) c->apply_to_tensors(f);
+}
+
+void Module::to(Device d) {
+  NoGradGuard ng;
+  apply_to_tensors([&](Tensor& t) {
+    if (t.device() == d) return;
+    set_data(t, t.to(d));
+    if (t.requires_grad() && t.grad().defined()) t.mutable_grad() = t.grad().to(d);
+  });
+}
+
+void Module::to(Dtype dt) {
+  NoGradGuard ng;
+  apply_to_tensors([&](Tensor& t) {
+    if (!t.is_floating_point() || t.dtype() == dt) return;
+    set_data(t, t.to(dt));
+    if (t.requires_grad() && t.grad().defined()) t.mutable_grad() = t.grad().to(dt);
+  });
+}
+
+void Module::to(Device d, Dtype dt) {
+  to(d);
+  to(dt);
+}
+
+void Module::zero_grad(bool set_to_none) {
+  NoGradGuard ng;
+  for (auto& p : parameters()) {
+    if (!p.grad().defined()) continue;
+    if (set_to_none)
+      p.mutable_grad() = Tensor();
+    else
+      p.mutable_grad().zero_();
+  }
+}
+
+StateDict Module::state_dict() const {
+  StateDict sd;
+  for (auto& [n, p] : named_parameters()) sd[n] = p.detach();
+  for (auto& [n, b] : named_buffers()) sd[n] = b.detach();
+  return sd;
+}
+
+void Module::load_state_dict(const StateDict& sd, bool strict) {
+  std::map<std::string, Tensor> own;
+  std::vector<std::string> order;  // registration order, for errors that read like the model
+  for (auto& [n, p] : named_parameters()) own[n] = p, order.push_back(n);
+  for (auto& [n, b] : named_buffers()) own[n] = b, order.push_back(n);
+
+  std::vector<std::string> unknown, missing, wrong;
+  for (auto& [n, t] : sd)
+    if (!own.count(n)) unknown.push_back(n);
+  for (auto& n : order) {
+    auto it = sd.find(n);
+    if (it == sd.end()) {
+      missing.push_back(n);
+    } else {
+      SMP_CHECK(it->second.defined(), "load_state_dict: {}: the given tensor is undefined", n);
+      if (it->second.sizes() != own[n].sizes())
+        wrong.push_back(fmt::format("{}: expected {}, got {}", n, shape_str(own[n].sizes()),
+                                    shape_str(it->second.sizes())));
+    }
+  }
+  std::vector<std::string> problems;
+  if (!wrong.empty()) problems.push_back(fmt::format("wrong shapes: {}", fmt::join(wrong, "; ")));
+  if (strict && !missing.empty())
+    problems.push_back(fmt::format("missing keys: {}", fmt::join(missing, ", ")));
+  if (strict && !unknown.empty())
+    problems.push_back(fmt::format("unknown keys: {}", fmt::join(unknown, ", ")));
+  SMP_CHECK(problems.empty(), "load_state_dict ({}): {}", name(), fmt::join(problems, "; "));
+
+  NoGradGuard ng;
+  for (auto& n : order) {
+    auto it = sd.find(n);
+    if (it != sd.end()) own[n].copy_(it->second);
+  }
+}
+
+void Module::save(const std::string& path) const { save_safetensors(path, state_dict()); }
+
+void Module::load(const std::string& path, bool strict) {
+  load_state_dict(load_safetensors(path), strict);
+}
+
+Tensor Module::forward(const Tensor&) {
+  SMP_ERROR("module {} has no single-tensor forward", name());
+}
+
+Tensor Module::operator()(const Tensor& x) {
+  ModuleCallScope scope(this);
+  return forward(x);
+}
+
+int64_t Module::num_parameters() const {
+  int64_t n = 0;
+  for (auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace smp::nn

@@ -25,3 +25,9 @@
 #include <smp/optim/lr_scheduler.h>
 #include <smp/optim/optimizer.h>
 #include <smp/optim/sgd.h>
+#include <smp/data/dataset.h>
+#include <smp/data/transforms.h>
+#include <smp/data/sampler.h>
+#include <smp/data/dataloader.h>
+#include <smp/data/mnist.h>
+#include <smp/data/image_folder.h>

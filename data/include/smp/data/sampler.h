@@ -1,0 +1,69 @@
+// Samplers: the order in which a DataLoader visits dataset indices, per epoch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace smp::data {
+
+/// The indices of one epoch. Stateless apart from the epoch set by set_epoch.
+class Sampler {
+ public:
+  virtual ~Sampler();
+  virtual std::vector<size_t> indices(size_t epoch) const = 0;
+  /// Number of indices per epoch.
+  virtual size_t size() const = 0;
+};
+
+/// 0, 1, ..., n-1.
+class SequentialSampler : public Sampler {
+ public:
+  explicit SequentialSampler(size_t n) : n_(n) {}
+  std::vector<size_t> indices(size_t epoch) const override;
+  size_t size() const override { return n_; }
+
+ private:
+  size_t n_;
+};
+
+/// A permutation of 0..n-1 equal to smp::randperm(n) after smp::manual_seed(seed + epoch),
+/// drawn from a private generator (the global one is left untouched).
+class RandomSampler : public Sampler {
+ public:
+  explicit RandomSampler(size_t n, uint64_t seed = 0) : n_(n), seed_(seed) {}
+  std::vector<size_t> indices(size_t epoch) const override;
+  size_t size() const override { return n_; }
+
+ private:
+  size_t n_;
+  uint64_t seed_;
+};
+
+/// The permutation RandomSampler uses: Fisher-Yates driven by Philox keyed by `seed`.
+std::vector<size_t> permutation(size_t n, uint64_t seed);
+
+/// torch.utils.data.DistributedSampler: the (shuffled with seed + epoch) index list is padded
+/// to a multiple of num_replicas by repeating it from the start (or cut, with drop_last),
+/// then rank r takes positions r, r+R, r+2R, ...
+class DistributedSampler : public Sampler {
+ public:
+  DistributedSampler(size_t dataset_size, size_t num_replicas, size_t rank, bool shuffle = true,
+                     uint64_t seed = 0, bool drop_last = false);
+  std::vector<size_t> indices(size_t epoch) const override;
+  /// This rank's indices for the epoch last given to set_epoch.
+  std::vector<size_t> indices() const { return indices(epoch_); }
+  size_t size() const override { return num_samples_; }
+  void set_epoch(size_t epoch) { epoch_ = epoch; }
+  size_t epoch() const { return epoch_; }
+
+ private:
+  size_t n_, replicas_, rank_;
+  bool shuffle_;
+  uint64_t seed_;
+  bool drop_last_;
+  size_t num_samples_, total_size_;
+  size_t epoch_ = 0;
+};
+
+}  // namespace smp::data

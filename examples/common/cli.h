@@ -1,0 +1,227 @@
+// Helpers shared by the example programs: flag parsing, a progress bar, metrics and memory.
+// Header-only (every function inline) so each program stays a single translation unit.
+#pragma once
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smp_examples {
+
+/// A bad command line: main prints the message and the usage and exits with status 2.
+class UsageError : public std::runtime_error {
+ public:
+  explicit UsageError(const std::string& msg) : std::runtime_error(msg) {}
+};
+
+/// Parses "--name value", "--name=value" and value-less switches into caller-owned
+/// variables; anything it does not know, or a value that does not parse, is a UsageError
+/// naming the flag.
+class Cli {
+ public:
+  Cli(std::string program, std::string summary)
+      : program_(std::move(program)), summary_(std::move(summary)) {}
+
+  void flag(const std::string& name, bool* out, const std::string& help) {
+    add(name, "", help, false, [out](const std::string&) { *out = true; });
+  }
+  void option(const std::string& name, std::string* out, const std::string& metavar,
+              const std::string& help) {
+    add(name, metavar, help, true, [out](const std::string& v) { *out = v; });
+  }
+  /// An integer flag with a lower bound (values below it are rejected).
+  void option(const std::string& name, int64_t* out, const std::string& metavar,
+              const std::string& help, int64_t min = std::numeric_limits<int64_t>::min()) {
+    add(name, metavar, help, true, [name, out, min](const std::string& v) {
+      int64_t x = 0;
+      const char* end = v.data() + v.size();
+      auto [p, ec] = std::from_chars(v.data(), end, x);
+      if (ec != std::errc() || p != end || v.empty())
+        throw UsageError("--" + name + ": '" + v + "' is not an integer");
+      if (x < min)
+        throw UsageError("--" + name + ": " + v + " is out of range (at least " +
+                         std::to_string(min) + ")");
+      *out = x;
+    });
+  }
+  /// A real-valued flag with a lower bound.
+  void option(const std::string& name, double* out, const std::string& metavar,
+              const std::string& help, double min = -std::numeric_limits<double>::infinity()) {
+    add(name, metavar, help, true, [name, out, min](const std::string& v) {
+      double x = parse_double(name, v);
+      if (x < min)
+        throw UsageError("--" + name + ": " + v + " is out of range (at least " +
+                         std::to_string(min) + ")");
+      *out = x;
+    });
+  }
+  /// A flag whose value must be one of `choices`.
+  void choice(const std::string& name, std::string* out, std::vector<std::string> choices,
+              const std::string& help) {
+    std::string metavar;
+    for (const auto& c : choices) metavar += (metavar.empty() ? "" : "|") + c;
+    add(name, metavar, help, true, [name, out, choices](const std::string& v) {
+      if (std::find(choices.begin(), choices.end(), v) == choices.end())
+        throw UsageError("--" + name + ": '" + v + "' is not one of the choices");
+      *out = v;
+    });
+  }
+  /// A flag with its own parser (which throws UsageError on a bad value).
+  void custom(const std::string& name, const std::string& metavar, const std::string& help,
+              std::function<void(const std::string&)> parse) {
+    add(name, metavar, help, true, std::move(parse));
+  }
+
+  /// Returns false when --help was given (the usage has been printed to stdout).
+  bool parse(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg == "-h" || arg == "--help") {
+        std::fputs(usage().c_str(), stdout);
+        return false;
+      }
+      if (arg.rfind("--", 0) != 0) throw UsageError("unexpected argument '" + arg + "'");
+      std::string name = arg.substr(2), value;
+      bool inline_value = false;
+      if (auto eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        inline_value = true;
+      }
+      const Opt* opt = find(name);
+      if (!opt) throw UsageError("unknown flag --" + name);
+      if (opt->takes_value && !inline_value) {
+        if (i + 1 >= argc) throw UsageError("--" + name + " needs a value");
+        value = argv[++i];
+      } else if (!opt->takes_value && inline_value) {
+        throw UsageError("--" + name + " takes no value");
+      }
+      opt->apply(value);
+    }
+    return true;
+  }
+
+  std::string usage() const {
+    std::string s = "usage: " + program_ + " [flags]\n" + summary_ + "\n\nflags:\n";
+    for (const auto& o : opts_) {
+      std::string left = "  --" + o.name + (o.metavar.empty() ? "" : " " + o.metavar);
+      if (left.size() < 32)
+        left.resize(32, ' ');
+      else
+        left += "\n" + std::string(32, ' ');
+      s += left + o.help + "\n";
+    }
+    return s;
+  }
+
+  static double parse_double(const std::string& name, const std::string& v) {
+    try {
+      size_t pos = 0;
+      double x = std::stod(v, &pos);
+      if (pos == v.size()) return x;
+    } catch (const std::exception&) {
+    }
+    throw UsageError("--" + name + ": '" + v + "' is not a number");
+  }
+
+ private:
+  struct Opt {
+    std::string name, metavar, help;
+    bool takes_value;
+    std::function<void(const std::string&)> apply;
+  };
+  void add(const std::string& name, const std::string& metavar, const std::string& help,
+           bool takes_value, std::function<void(const std::string&)> apply) {
+    opts_.push_back({name, metavar, help, takes_value, std::move(apply)});
+  }
+  const Opt* find(const std::string& name) const {
+    for (const auto& o : opts_)
+      if (o.name == name) return &o;
+    return nullptr;
+  }
+  std::string program_, summary_;
+  std::vector<Opt> opts_;
+};
+
+/// Seconds since construction (or the last reset) on the monotonic clock.
+class Stopwatch {
+ public:
+  Stopwatch() : start_(std::chrono::steady_clock::now()) {}
+  void reset() { start_ = std::chrono::steady_clock::now(); }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// Training progress on stderr: a redrawn bar at most 10 times a second on a terminal,
+/// otherwise one plain line every `line_every` steps (logs stay readable).
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, int64_t line_every = 100)
+      : label_(std::move(label)),
+        total_(total),
+        line_every_(std::max<int64_t>(1, line_every)),
+        tty_(isatty(STDERR_FILENO) != 0) {}
+
+  /// `done` steps finished of `total`; loss of the last step; throughput so far.
+  void update(int64_t done, double loss, double samples_per_second) {
+    if (tty_) {
+      if (done != total_ && last_draw_.seconds() < 0.1) return;
+      last_draw_.reset();
+      constexpr int kWidth = 30;
+      int filled = total_ > 0 ? static_cast<int>(kWidth * done / total_) : 0;
+      std::string bar(static_cast<size_t>(filled), '=');
+      bar.resize(kWidth, ' ');
+      std::fprintf(stderr, "\r%s [%s] %lld/%lld  loss %.4f  %.0f samples/s ", label_.c_str(),
+                   bar.c_str(), static_cast<long long>(done), static_cast<long long>(total_), loss,
+                   samples_per_second);
+      drawn_ = true;
+    } else if (done % line_every_ == 0 || done == total_) {
+      std::fprintf(stderr, "%s %lld/%lld  loss %.4f  %.0f samples/s\n", label_.c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total_), loss,
+                   samples_per_second);
+    }
+  }
+  /// Ends the bar's line so the next output starts clean.
+  void finish() {
+    if (tty_ && drawn_) std::fputc('\n', stderr);
+    drawn_ = false;
+  }
+
+ private:
+  std::string label_;
+  int64_t total_, line_every_;
+  bool tty_, drawn_ = false;
+  Stopwatch last_draw_;
+};
+
+/// Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB).
+inline double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+/// Splits "a,b" into two numbers (for --normalize MEAN,STD).
+inline std::pair<double, double> parse_pair(const std::string& name, const std::string& v) {
+  auto comma = v.find(',');
+  if (comma == std::string::npos) throw UsageError("--" + name + ": expected A,B, got '" + v + "'");
+  return {Cli::parse_double(name, v.substr(0, comma)),
+          Cli::parse_double(name, v.substr(comma + 1))};
+}
+
+}  // namespace smp_examples

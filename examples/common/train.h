@@ -1,0 +1,90 @@
+// Pieces of a training program shared by mnist and resnet18: optimizer choice, weight
+// files, metrics. Header-only (inline) so each program stays a single translation unit.
+#pragma once
+
+#include <malloc.h>
+#include <smp/optim/adadelta.h>
+#include <smp/optim/adam.h>
+#include <smp/optim/lr_scheduler.h>
+#include <smp/optim/sgd.h>
+#include <smp/smp.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+
+namespace smp_examples {
+
+/// The learning rate a program uses when --lr is not given: the PyTorch MNIST example's 1.0
+/// for Adadelta, otherwise the usual starting points (SGD 0.01, Adam/AdamW 1e-3).
+inline double default_lr(const std::string& optimizer) {
+  if (optimizer == "adadelta") return 1.0;
+  if (optimizer == "sgd") return 0.01;
+  return 1e-3;
+}
+
+/// Builds one of the optimizers --optimizer names. weight_decay < 0 means "the optimizer's
+/// own default" (0, or AdamW's 0.01).
+inline std::unique_ptr<smp::optim::Optimizer> make_optimizer(const std::string& name,
+                                                             std::vector<smp::Tensor> params,
+                                                             double lr, double momentum,
+                                                             double weight_decay) {
+  namespace o = smp::optim;
+  if (name == "sgd")
+    return std::make_unique<o::SGD>(
+        params, o::SGDOptions(lr).momentum(momentum).weight_decay(std::max(0.0, weight_decay)));
+  if (name == "adam")
+    return std::make_unique<o::Adam>(params,
+                                     o::AdamOptions(lr).weight_decay(std::max(0.0, weight_decay)));
+  if (name == "adamw") {
+    o::AdamWOptions opts(lr);
+    if (weight_decay >= 0) opts.weight_decay(weight_decay);
+    return std::make_unique<o::AdamW>(params, opts);
+  }
+  if (name == "adadelta")
+    return std::make_unique<o::Adadelta>(
+        params, o::AdadeltaOptions(lr).weight_decay(std::max(0.0, weight_decay)));
+  throw UsageError("--optimizer: unknown optimizer '" + name + "'");
+}
+
+/// Loads weights saved by PyTorch (state_dict names) into `model`; every key must match.
+inline void load_weights(smp::nn::Module& model, const std::string& path) {
+  model.load_state_dict(smp::load_safetensors(path), /*strict=*/true);
+}
+
+/// Writes the final weights under their PyTorch names.
+inline void save_weights(const smp::nn::Module& model, const std::string& path) {
+  smp::save_safetensors(path, model.state_dict());
+}
+
+/// Writes `metrics` (plus peak_rss_mb) as pretty JSON; an unwritable path is an error.
+inline void write_metrics(const std::string& path, nlohmann::json metrics) {
+  metrics["peak_rss_mb"] = peak_rss_mb();
+  std::ofstream f(path);
+  if (!f) throw std::runtime_error("cannot write metrics file '" + path + "'");
+  f << metrics.dump(2) << "\n";
+  if (!f) throw std::runtime_error("error writing metrics file '" + path + "'");
+}
+
+/// Keeps freed activation buffers in glibc's heap instead of returning them to the kernel:
+/// every op allocates a fresh output (the engine has no caching CPU allocator yet), and with
+/// glibc's defaults each buffer above 128 KiB is a new mmap whose pages fault in again on
+/// first touch — ~8 % of an MNIST step. Measured ~9 % faster and a lower peak RSS.
+inline void keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);   // glibc's maximum on 64-bit
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);  // do not shrink the heap after every step
+  mallopt(M_TOP_PAD, 64 << 20);          // grow it in large steps
+}
+
+/// Number of threads to report: --threads if given, else the engine's default.
+inline int64_t apply_threads(int64_t threads) {
+  if (threads > 0) smp::set_num_threads(static_cast<int>(threads));
+  return smp::get_num_threads();
+}
+
+}  // namespace smp_examples

@@ -1,0 +1,88 @@
+"""Golden weights for the mnist program's equivalence test (run with /usr/bin/python3).
+
+Builds the PyTorch MNIST example's CNN (the layout of smp::nn::MnistNet), seeds it, saves its
+initial weights to tests/golden/mnist_init.safetensors, then runs 20 SGD steps (lr 0.01,
+momentum 0.9, batch 64, no shuffle: the first 1280 Fashion-MNIST training images in file
+order, normalised as (x/255 - 0.1307)/0.3081, nll_loss mean) and saves the final weights to
+tests/golden/mnist_sgd20.safetensors. Dropout is off (the model has no other train/eval
+difference), matching `mnist --dropout off`. Each file is ~4.8 MB: fc1 alone is 9216x128.
+"""
+import gzip
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden_common import save, seeded  # noqa: E402
+
+DATA = "/usr/share/datasets/fashion-mnist"
+STEPS, BATCH, LR, MOMENTUM = 20, 64, 0.01, 0.9
+
+
+class Net(nn.Module):
+    """pytorch/examples mnist/main.py's Net, dropout optional."""
+
+    def __init__(self, dropout=True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25 if dropout else 0.0)
+        self.dropout2 = nn.Dropout(0.5 if dropout else 0.0)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)
+
+
+def read_idx(name, count):
+    with gzip.open(os.path.join(DATA, name), "rb") as f:
+        magic = struct.unpack(">I", f.read(4))[0]
+        ndim = magic & 0xFF
+        dims = struct.unpack(">" + "I" * ndim, f.read(4 * ndim))
+        item = 1
+        for d in dims[1:]:
+            item *= d
+        raw = f.read(count * item)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(count, *dims[1:])
+
+
+def main():
+    seeded(0)
+    n = STEPS * BATCH
+    images = read_idx("train-images-idx3-ubyte.gz", n).float().unsqueeze(1)
+    labels = read_idx("train-labels-idx1-ubyte.gz", n).long()
+    x_all = (images / 255.0 - 0.1307) / 0.3081
+
+    model = Net(dropout=False)
+    save("mnist_init", dict(model.state_dict()))
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    model.train()
+    losses = []
+    for step in range(STEPS):
+        x = x_all[step * BATCH:(step + 1) * BATCH]
+        y = labels[step * BATCH:(step + 1) * BATCH]
+        opt.zero_grad()
+        loss = F.nll_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    print("losses:", " ".join(f"{v:.6f}" for v in losses))
+    save("mnist_sgd20", dict(model.state_dict()),
+         metadata={"final_loss": f"{losses[-1]:.9g}", "first_loss": f"{losses[0]:.9g}"})
+
+
+if __name__ == "__main__":
+    main()

@@ -7,15 +7,6 @@ using ops::shape_str;
 
 namespace {
 
-// A contiguous copy without autograd (kernels want contiguous inputs; the node is recorded
-// on the original tensor).
-Tensor contiguous_nograd(const Tensor& t) {
-  if (t.is_contiguous()) return t;
-  Tensor c = ops::empty_out(t.sizes(), t.dtype(), t.device());
-  ops::copy_into(c, t);
-  return c;
-}
-
 void check_index(const Tensor& index, const char* op) {
   ops::check_defined(index, op, "index");
   SMP_CHECK(index.dtype() == kInt64 || index.dtype() == kInt32,
@@ -42,11 +33,12 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
                    [in_shape, dt, d, index](const std::vector<Tensor>& g) {
                      Tensor gi = zeros(in_shape, TensorOptions(dt).device(g[0].device()));
                      if (!gi.is_meta() && g[0].numel() > 0)
-                       SMP_KERNEL(index_add, gi.device())(gi, d, index, contiguous_nograd(g[0]));
+                       SMP_KERNEL(index_add, gi.device())
+                       (gi, d, index, ops::contiguous_nograd(g[0]));
                      return std::vector<Tensor>{gi, Tensor()};
                    });
   if (out.is_meta() || out.numel() == 0) return out;
-  SMP_KERNEL(index_select, dev)(out, contiguous_nograd(a), d, index);
+  SMP_KERNEL(index_select, dev)(out, ops::contiguous_nograd(a), d, index);
   return out;
 }
 

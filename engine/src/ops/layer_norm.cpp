@@ -7,16 +7,9 @@ using ops::shape_str;
 
 namespace {
 
-Tensor contiguous_nograd(const Tensor& t) {
-  if (t.is_contiguous()) return t;
-  Tensor c = ops::empty_out(t.sizes(), t.dtype(), t.device());
-  ops::copy_into(c, t);
-  return c;
-}
-
 // The kernel's view of an optional parameter: contiguous, in the input's dtype.
 Tensor param_for_kernel(const Tensor& p, Dtype dt) {
-  return p.defined() ? contiguous_nograd(ops::cast_to(p, dt)) : Tensor();
+  return p.defined() ? ops::contiguous_nograd(ops::cast_to(p, dt)) : Tensor();
 }
 
 }  // namespace
@@ -48,7 +41,7 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
   Tensor out = ops::empty_out(input.sizes(), dt, dev);
   Tensor mean = ops::empty_out({M}, stat_dt, dev);
   Tensor rstd = ops::empty_out({M}, stat_dt, dev);
-  Tensor x = contiguous_nograd(input.detach());
+  Tensor x = ops::contiguous_nograd(input.detach());
   Tensor w = param_for_kernel(weight.defined() ? weight.detach() : Tensor(), dt);
   Tensor b = param_for_kernel(bias.defined() ? bias.detach() : Tensor(), dt);
 
@@ -65,8 +58,8 @@ Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tens
                      Tensor gb = need_b ? ops::empty_out(normalized_shape, x.dtype(), d) : Tensor();
                      if (!d.is_meta() && M > 0 && (need_x || need_w || need_b)) {
                        SMP_KERNEL(layer_norm_backward, d)
-                       (gx, gw, gb, contiguous_nograd(ops::cast_to(g[0], x.dtype())), x, mean, rstd,
-                        w, M, N);
+                       (gx, gw, gb, ops::contiguous_nograd(ops::cast_to(g[0], x.dtype())), x, mean,
+                        rstd, w, M, N);
                      } else if (!d.is_meta()) {
                        if (gw.defined()) ops::fill_(gw, 0);
                        if (gb.defined()) ops::fill_(gb, 0);

@@ -7,13 +7,6 @@ using ops::shape_str;
 
 namespace {
 
-Tensor contiguous_nograd(const Tensor& t) {
-  if (t.is_contiguous()) return t;
-  Tensor c = ops::empty_out(t.sizes(), t.dtype(), t.device());
-  ops::copy_into(c, t);
-  return c;
-}
-
 // (N,C) input, (N) int64 target.
 Tensor nll_loss_2d(const Tensor& input, const Tensor& target_in, Reduction reduction,
                    int64_t ignore_index) {
@@ -22,7 +15,7 @@ Tensor nll_loss_2d(const Tensor& input, const Tensor& target_in, Reduction reduc
   SMP_CHECK(target_in.dim() == 1 && target_in.size(0) == N,
             "nll_loss: expected a target of shape [{}] for input of shape {}, got shape {}", N,
             shape_str(input.sizes()), shape_str(target_in.sizes()));
-  Tensor target = contiguous_nograd(ops::cast_to(target_in, kInt64));
+  Tensor target = ops::contiguous_nograd(ops::cast_to(target_in, kInt64));
   Tensor out =
       ops::empty_out(reduction == Reduction::None ? Shape{N} : Shape{}, input.dtype(), dev);
   Tensor total_weight = ops::empty_out({}, input.dtype(), dev);
@@ -32,13 +25,13 @@ Tensor nll_loss_2d(const Tensor& input, const Tensor& target_in, Reduction reduc
       [in_shape, target, total_weight, reduction, ignore_index](const std::vector<Tensor>& g) {
         Tensor gi = zeros(in_shape, TensorOptions(total_weight.dtype()).device(g[0].device()));
         if (!gi.is_meta() && gi.numel() > 0) SMP_KERNEL(nll_loss_backward, gi.device())
-        (gi, contiguous_nograd(ops::cast_to(g[0], gi.dtype())), target, total_weight, reduction,
-         ignore_index);
+        (gi, ops::contiguous_nograd(ops::cast_to(g[0], gi.dtype())), target, total_weight,
+         reduction, ignore_index);
         return std::vector<Tensor>{gi, Tensor()};
       });
   if (out.is_meta()) return out;
   SMP_KERNEL(nll_loss_forward, dev)
-  (out, total_weight, contiguous_nograd(input), target, reduction, ignore_index);
+  (out, total_weight, ops::contiguous_nograd(input), target, reduction, ignore_index);
   return out;
 }
 

@@ -8,8 +8,9 @@ namespace smp::ops {
 
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   int64_t n = std::max<int64_t>(ndim, 1);  // a 0-dim tensor accepts dim 0 and -1
-  SMP_CHECK(dim >= -n && dim < n, "{}: dimension {} out of range for a {}-D tensor (expected [{}, {}])",
-            op, dim, ndim, -n, n - 1);
+  SMP_CHECK(dim >= -n && dim < n,
+            "{}: dimension {} out of range for a {}-D tensor (expected [{}, {}])", op, dim, ndim,
+            -n, n - 1);
   return dim < 0 ? dim + n : dim;
 }
 
@@ -82,8 +83,8 @@ Tensor empty_out(const Shape& shape, Dtype dtype, Device device) {
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   impl->device = device;
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(numel_of(shape)) * element_size(dtype),
-                                            device);
+  impl->storage =
+      std::make_shared<Storage>(static_cast<size_t>(numel_of(shape)) * element_size(dtype), device);
   return Tensor(impl);
 }
 
@@ -105,8 +106,11 @@ Tensor expand_to(const Tensor& t, const Shape& shape) {
   SMP_ASSERT(off >= 0, "expand_to: target has fewer dims");
   Shape st(nd, 0);
   for (int64_t d = 0; d < t.dim(); ++d) {
-    if (t.size(d) == shape[off + d]) st[off + d] = t.stride(d);
-    else SMP_ASSERT(t.size(d) == 1, "expand_to: size {} cannot expand to {}", t.size(d), shape[off + d]);
+    if (t.size(d) == shape[off + d])
+      st[off + d] = t.stride(d);
+    else
+      SMP_ASSERT(t.size(d) == 1, "expand_to: size {} cannot expand to {}", t.size(d),
+                 shape[off + d]);
   }
   return make_view(t, shape, st, t.storage_offset());
 }
@@ -116,6 +120,13 @@ Tensor cast_to(const Tensor& t, Dtype dtype) {
   Tensor out = empty_out(t.sizes(), dtype, t.device());
   copy_into(out, t);
   return out;
+}
+
+Tensor contiguous_nograd(const Tensor& t) {
+  if (t.is_contiguous()) return t;
+  Tensor c = empty_out(t.sizes(), t.dtype(), t.device());
+  copy_into(c, t);
+  return c;
 }
 
 void fill_(const Tensor& t, const Scalar& v) {
@@ -134,7 +145,9 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   }
   // Across devices: make the source contiguous in the destination's dtype on its own device,
   // move the bytes, then scatter into dst's layout on the destination device.
-  Tensor s = src.dtype() == dst.dtype() && src.is_contiguous() ? src : cast_to(src, dst.dtype()).contiguous();
+  Tensor s = src.dtype() == dst.dtype() && src.is_contiguous()
+                 ? src
+                 : cast_to(src, dst.dtype()).contiguous();
   if (s.dtype() != dst.dtype() || !s.is_contiguous()) {
     Tensor tmp = empty_out(src.sizes(), dst.dtype(), src.device());
     SMP_KERNEL(copy, src.device())(tmp, src);

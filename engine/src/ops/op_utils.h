@@ -1,13 +1,13 @@
 // Helpers shared by front-end ops: argument checks, output allocation, dim wrapping.
 #pragma once
 
-#include "kernels.h"
-
 #include <smp/engine/autograd.h>
 #include <smp/engine/tensor.h>
 
 #include <string>
 #include <vector>
+
+#include "kernels.h"
 
 namespace smp::ops {
 
@@ -32,6 +32,9 @@ Tensor make_view(const Tensor& t, const Shape& sizes, const Shape& strides, int6
 Tensor expand_to(const Tensor& t, const Shape& shape);
 /// `t` cast to `dtype` without autograd (returns t itself when already that dtype).
 Tensor cast_to(const Tensor& t, Dtype dtype);
+/// `t` itself if contiguous, else a contiguous copy made without autograd (for kernels that
+/// need contiguous inputs while the op records its node on the original tensor).
+Tensor contiguous_nograd(const Tensor& t);
 /// Fills a tensor through its device's kernel (no-op on meta).
 void fill_(const Tensor& t, const Scalar& v);
 /// Copies through kernels, handling dtype and device changes (no autograd).

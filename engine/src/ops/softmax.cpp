@@ -5,13 +5,6 @@ namespace smp {
 
 namespace {
 
-Tensor contiguous_nograd(const Tensor& t) {
-  if (t.is_contiguous()) return t;
-  Tensor c = ops::empty_out(t.sizes(), t.dtype(), t.device());
-  ops::copy_into(c, t);
-  return c;
-}
-
 Tensor softmax_impl(const Tensor& input, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
   ops::check_floating(input, op, "input");
@@ -23,11 +16,11 @@ Tensor softmax_impl(const Tensor& input, int64_t dim, bool log) {
                    [y, d, log](const std::vector<Tensor>& g) {
                      Tensor gi = ops::empty_out(y.sizes(), y.dtype(), y.device());
                      if (!gi.is_meta() && gi.numel() > 0) SMP_KERNEL(softmax_backward, gi.device())
-                     (gi, contiguous_nograd(ops::cast_to(g[0], y.dtype())), y, d, log);
+                     (gi, ops::contiguous_nograd(ops::cast_to(g[0], y.dtype())), y, d, log);
                      return std::vector<Tensor>{gi};
                    });
   if (out.is_meta() || out.numel() == 0) return out;
-  SMP_KERNEL(softmax_forward, out.device())(out, contiguous_nograd(input), d, log);
+  SMP_KERNEL(softmax_forward, out.device())(out, ops::contiguous_nograd(input), d, log);
   return out;
 }
 

@@ -13,7 +13,7 @@ namespace smp {
 class Allocator {
  public:
   virtual ~Allocator() = default;
-  /// Returns memory of at least `nbytes` (nullptr for 0) and the function that frees it.
+  /// Returns memory of at least `nbytes` (nullptr for 0); `deallocate` gives it back.
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* ptr, size_t nbytes) = 0;
   /// Memory on device `index` of this allocator's type (CUDA); host allocators ignore it.

@@ -47,6 +47,13 @@ TEST(Conv2d, Gradcheck) {
         return conv2d(x[0], x[1], Tensor(), {2, 2}, {1, 1}, {1, 1}, 3);
       },
       {randd({1, 3, 6, 5}, 9), randd({3, 1, 3, 3}, 10)});
+  // Several samples with a small output plane take the batched-GEMM path (one GEMM over the
+  // whole chunk): groups, stride, dilation and asymmetric padding together.
+  EXPECT_GRADCHECK(
+      [](const std::vector<Tensor>& x) {
+        return conv2d(x[0], x[1], x[2], {2, 2}, {1, 0}, {1, 2}, 2);
+      },
+      {randd({3, 4, 6, 7}, 11), randd({4, 2, 3, 2}, 12), randd({4}, 13)});
 }
 
 TEST(Pool2d, Gradcheck) {

@@ -2,7 +2,13 @@
 // input patch matrix cols (C/g·kH·kW, OH·OW) turns the convolution into
 //   out_g (O/g, OH·OW) = W_g (O/g, K) · cols,
 // and backward into grad_W_g += grad_out_g · colsᵀ and grad_cols = W_gᵀ · grad_out_g
-// (scattered back by col2im). The batch is split over our pool (parallel_gemms).
+// (scattered back by col2im). Two schedules:
+//  * per sample: the batch is split over our pool, each thread running single-threaded GEMMs
+//    (parallel_gemms); best when OH·OW is large, so each per-sample GEMM is well shaped;
+//  * batched: when OH·OW is small (deep layers), per-sample GEMMs are tiny and OpenBLAS
+//    spends its time packing, so a chunk of samples is im2col'ed side by side into
+//    cols (K, chunk·OH·OW) and one GEMM (threaded inside OpenBLAS) covers the chunk; the
+//    result is scattered back to NCHW (and grad_out gathered to (O/g, chunk·OH·OW)).
 #include <cblas.h>
 #include <smp/engine/threading.h>
 
@@ -46,68 +52,181 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
   hi = std::clamp(hi, lo, out);
 }
 
+// Row r (= (ch, i, j)) of the patch matrix for the cg channel planes at `in`, written to
+// dst[0, oh·ow).
+template <class T>
+inline void im2col_row(const T* in, T* dst, int64_t r, const ConvGeom& g, const ConvParams& p) {
+  int64_t ch = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
+  const T* plane = in + ch * g.h * g.w;
+  int64_t hoff = i * p.dilation[0] - p.padding[0], woff = j * p.dilation[1] - p.padding[1];
+  int64_t wlo, whi;
+  valid_range(woff, p.stride[1], g.w, g.ow, wlo, whi);
+  for (int64_t y = 0; y < g.oh; ++y) {
+    T* d = dst + y * g.ow;
+    int64_t iy = y * p.stride[0] + hoff;
+    if (iy < 0 || iy >= g.h) {
+      std::fill(d, d + g.ow, T(0));
+      continue;
+    }
+    // Input column of output x is x·stride + woff; [wlo, whi) keeps it in the row.
+    const T* row = plane + iy * g.w;
+    std::fill(d, d + wlo, T(0));
+    if (p.stride[1] == 1) {
+      if (whi > wlo)
+        std::memcpy(d + wlo, row + wlo + woff, static_cast<size_t>(whi - wlo) * sizeof(T));
+    } else {
+      for (int64_t x = wlo; x < whi; ++x) d[x] = row[x * p.stride[1] + woff];
+    }
+    std::fill(d + whi, d + g.ow, T(0));
+  }
+}
+
 // cols (cg·kh·kw, oh·ow) from cg channel planes starting at `in`.
 template <class T>
 void im2col(const T* in, T* cols, const ConvGeom& g, const ConvParams& p) {
-  int64_t rows = g.k;
-  parallel_for(
-      rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.l, 1)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          int64_t ch = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
-          const T* plane = in + ch * g.h * g.w;
-          T* dst = cols + r * g.l;
-          int64_t hoff = i * p.dilation[0] - p.padding[0], woff = j * p.dilation[1] - p.padding[1];
-          int64_t wlo, whi;
-          valid_range(woff, p.stride[1], g.w, g.ow, wlo, whi);
-          for (int64_t y = 0; y < g.oh; ++y) {
-            T* d = dst + y * g.ow;
-            int64_t iy = y * p.stride[0] + hoff;
-            if (iy < 0 || iy >= g.h) {
-              std::fill(d, d + g.ow, T(0));
-              continue;
-            }
-            // Input column of output x is x·stride + woff; [wlo, whi) keeps it in the row.
-            const T* row = plane + iy * g.w;
-            std::fill(d, d + wlo, T(0));
-            if (p.stride[1] == 1) {
-              if (whi > wlo)
-                std::memcpy(d + wlo, row + wlo + woff, static_cast<size_t>(whi - wlo) * sizeof(T));
-            } else {
-              for (int64_t x = wlo; x < whi; ++x) d[x] = row[x * p.stride[1] + woff];
-            }
-            std::fill(d + whi, d + g.ow, T(0));
-          }
-        }
-      });
+  parallel_for(g.k, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.l, 1)),
+               [&](int64_t r0, int64_t r1) {
+                 for (int64_t r = r0; r < r1; ++r) im2col_row(in, cols + r * g.l, r, g, p);
+               });
+}
+
+// Batched cols (k, nb·l): sample s of the chunk fills columns [s·l, (s+1)·l). `in` points at
+// group gr's first channel of sample 0 of the chunk.
+template <class T>
+void im2col_chunk(const T* in, T* cols, int64_t nb, const ConvGeom& g, const ConvParams& p) {
+  int64_t ld = nb * g.l, sample = g.c * g.h * g.w;
+  parallel_for(g.k, std::max<int64_t>(1, 16384 / std::max<int64_t>(ld, 1)),
+               [&](int64_t r0, int64_t r1) {
+                 for (int64_t r = r0; r < r1; ++r)
+                   for (int64_t s = 0; s < nb; ++s)
+                     im2col_row(in + s * sample, cols + r * ld + s * g.l, r, g, p);
+               });
 }
 
 // in (cg planes) += the scatter of cols; parallel over channels, which own disjoint rows.
+// Channel ch of one sample's group: plane += the scatter of its kh·kw cols rows (row stride ld).
 template <class T>
-void col2im_add(const T* cols, T* in, const ConvGeom& g, const ConvParams& p) {
-  parallel_for(g.cg, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t ch = c0; ch < c1; ++ch) {
-      T* plane = in + ch * g.h * g.w;
-      for (int64_t i = 0; i < g.kh; ++i) {
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const T* src = cols + ((ch * g.kh + i) * g.kw + j) * g.l;
-          int64_t hoff = i * p.dilation[0] - p.padding[0], woff = j * p.dilation[1] - p.padding[1];
-          int64_t wlo, whi;
-          valid_range(woff, p.stride[1], g.w, g.ow, wlo, whi);
-          for (int64_t y = 0; y < g.oh; ++y) {
-            int64_t iy = y * p.stride[0] + hoff;
-            if (iy < 0 || iy >= g.h) continue;
-            T* row = plane + iy * g.w;
-            const T* s = src + y * g.ow;
-            if (p.stride[1] == 1) {
-              for (int64_t x = wlo; x < whi; ++x) row[x + woff] += s[x];
-            } else {
-              for (int64_t x = wlo; x < whi; ++x) row[x * p.stride[1] + woff] += s[x];
-            }
-          }
+inline void col2im_channel(const T* cols, int64_t ld, T* plane, int64_t ch, const ConvGeom& g,
+                           const ConvParams& p) {
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const T* src = cols + ((ch * g.kh + i) * g.kw + j) * ld;
+      int64_t hoff = i * p.dilation[0] - p.padding[0], woff = j * p.dilation[1] - p.padding[1];
+      int64_t wlo, whi;
+      valid_range(woff, p.stride[1], g.w, g.ow, wlo, whi);
+      for (int64_t y = 0; y < g.oh; ++y) {
+        int64_t iy = y * p.stride[0] + hoff;
+        if (iy < 0 || iy >= g.h) continue;
+        T* row = plane + iy * g.w;
+        const T* s = src + y * g.ow;
+        if (p.stride[1] == 1) {
+          for (int64_t x = wlo; x < whi; ++x) row[x + woff] += s[x];
+        } else {
+          for (int64_t x = wlo; x < whi; ++x) row[x * p.stride[1] + woff] += s[x];
         }
       }
     }
+  }
+}
+
+template <class T>
+void col2im_add(const T* cols, T* in, const ConvGeom& g, const ConvParams& p) {
+  parallel_for(g.cg, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t ch = c0; ch < c1; ++ch) col2im_channel(cols, g.l, in + ch * g.h * g.w, ch, g, p);
   });
+}
+
+// Batched: cols (k, nb·l) holds nb samples side by side; `in` points at group gr's first
+// channel of sample 0 of the chunk. Parallel over (sample, channel), which own disjoint planes.
+template <class T>
+void col2im_chunk_add(const T* cols, T* in, int64_t nb, const ConvGeom& g, const ConvParams& p) {
+  int64_t ld = nb * g.l, sample = g.c * g.h * g.w;
+  parallel_for(nb * g.cg, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      int64_t s = t / g.cg, ch = t % g.cg;
+      col2im_channel(cols + s * g.l, ld, in + s * sample + ch * g.h * g.w, ch, g, p);
+    }
+  });
+}
+
+// Batched schedule: for small output planes, per-sample GEMMs are too small to run well.
+constexpr int64_t kBatchedMaxPlane = 256;  // use batched when oh·ow < this
+constexpr int64_t kColsBudgetBytes = 16 << 20;
+
+inline bool use_batched(const ConvGeom& g) { return g.n > 1 && g.l < kBatchedMaxPlane; }
+
+// Samples per chunk so the (k, nb·l) cols buffer (and the (og, nb·l) output) stay in budget.
+template <class T>
+int64_t chunk_samples(const ConvGeom& g) {
+  int64_t per = std::max<int64_t>(1, std::max(g.k, g.og) * g.l * static_cast<int64_t>(sizeof(T)));
+  return std::clamp<int64_t>(kColsBudgetBytes / per, 1, g.n);
+}
+
+template <class T>
+void conv_forward_batched(const ConvGeom& g, const T* in, const T* wt, const T* b, T* o,
+                          const ConvParams& p) {
+  int64_t nb_max = chunk_samples<T>(g);
+  std::vector<T> cols(static_cast<size_t>(g.k * nb_max * g.l));
+  std::vector<T> obuf(static_cast<size_t>(g.og * nb_max * g.l));
+  for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
+    int64_t nb = std::min(nb_max, g.n - n0), ld = nb * g.l;
+    for (int64_t gr = 0; gr < g.groups; ++gr) {
+      im2col_chunk(in + (n0 * g.c + gr * g.cg) * g.h * g.w, cols.data(), nb, g, p);
+      // obuf (og, nb·l) = W_g (og, k) · cols (k, nb·l), threaded inside OpenBLAS.
+      gemm<T>(false, false, g.og, ld, g.k, T(1), wt + gr * g.og * g.k, g.k, cols.data(), ld, T(0),
+              obuf.data(), ld);
+      parallel_for(nb * g.og, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.l, 1)),
+                   [&](int64_t t0, int64_t t1) {
+                     for (int64_t t = t0; t < t1; ++t) {
+                       int64_t s = t / g.og, oc = t % g.og;
+                       const T* src = obuf.data() + oc * ld + s * g.l;
+                       T* dst = o + ((n0 + s) * g.o + gr * g.og + oc) * g.l;
+                       if (b) {
+                         T bv = b[gr * g.og + oc];
+                         for (int64_t x = 0; x < g.l; ++x) dst[x] = src[x] + bv;
+                       } else {
+                         std::memcpy(dst, src, static_cast<size_t>(g.l) * sizeof(T));
+                       }
+                     }
+                   });
+    }
+  }
+}
+
+// grad_weight accumulates into gw (zeroed by the caller); grad_input into gi (zeroed too).
+template <class T>
+void conv_backward_batched(const ConvGeom& g, const T* in, const T* wt, const T* go, T* gw, T* gi,
+                           const ConvParams& p) {
+  int64_t nb_max = chunk_samples<T>(g);
+  std::vector<T> cols(static_cast<size_t>(g.k * nb_max * g.l));
+  std::vector<T> gobuf(static_cast<size_t>(g.og * nb_max * g.l));
+  for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
+    int64_t nb = std::min(nb_max, g.n - n0), ld = nb * g.l;
+    for (int64_t gr = 0; gr < g.groups; ++gr) {
+      // Gather grad_out_g of the chunk to (og, nb·l).
+      parallel_for(nb * g.og, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.l, 1)),
+                   [&](int64_t t0, int64_t t1) {
+                     for (int64_t t = t0; t < t1; ++t) {
+                       int64_t s = t / g.og, oc = t % g.og;
+                       std::memcpy(gobuf.data() + oc * ld + s * g.l,
+                                   go + ((n0 + s) * g.o + gr * g.og + oc) * g.l,
+                                   static_cast<size_t>(g.l) * sizeof(T));
+                     }
+                   });
+      if (gw) {
+        im2col_chunk(in + (n0 * g.c + gr * g.cg) * g.h * g.w, cols.data(), nb, g, p);
+        // grad_W_g (og, k) += grad_out (og, nb·l) · colsᵀ (nb·l, k)
+        gemm<T>(false, true, g.og, g.k, ld, T(1), gobuf.data(), ld, cols.data(), ld, T(1),
+                gw + gr * g.og * g.k, g.k);
+      }
+      if (gi) {
+        // grad_cols (k, nb·l) = W_gᵀ (k, og) · grad_out (og, nb·l), reusing the cols buffer
+        gemm<T>(true, false, g.k, ld, g.og, T(1), wt + gr * g.og * g.k, g.k, gobuf.data(), ld, T(0),
+                cols.data(), ld);
+        col2im_chunk_add(cols.data(), gi + (n0 * g.c + gr * g.cg) * g.h * g.w, nb, g, p);
+      }
+    }
+  }
 }
 
 template <class T>
@@ -118,6 +237,10 @@ void conv_forward(const Tensor& out, const Tensor& input, const Tensor& weight, 
   const T* wt = weight.data_ptr<T>();
   T* o = out.data_ptr<T>();
   const T* b = bias.defined() ? bias.data_ptr<T>() : nullptr;
+  if (use_batched(g)) {
+    conv_forward_batched<T>(g, in, wt, b, o, p);
+    return;
+  }
   bool direct = g.direct(p);
   parallel_gemms(g.n, [&](int64_t n0, int64_t n1) {
     std::vector<T> cols(direct ? 0 : static_cast<size_t>(g.k * g.l));
@@ -171,7 +294,12 @@ void conv_backward(const Tensor& grad_input, const Tensor& grad_weight, const Te
   T* gi = grad_input.defined() ? grad_input.data_ptr<T>() : nullptr;
   int64_t wnum = g.o * g.k;
   if (gw) std::fill(gw, gw + wnum, T(0));
-  if (gi && !direct) std::fill(gi, gi + grad_input.numel(), T(0));
+  bool batched = use_batched(g);
+  if (gi && (!direct || batched)) std::fill(gi, gi + grad_input.numel(), T(0));
+  if (batched) {
+    conv_backward_batched<T>(g, in, wt, go, gw, gi, p);
+    return;
+  }
   std::mutex mu;
   parallel_gemms(g.n, [&](int64_t n0, int64_t n1) {
     // Each chunk sums its samples' weight gradients privately, then adds them once.

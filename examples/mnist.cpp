@@ -99,7 +99,6 @@ EvalResult evaluate(smp::nn::MnistNet& model, const Split& test, const Config& c
 }
 
 int run(const Config& cfg) {
-  smp_examples::keep_freed_memory();
   const int64_t threads = smp_examples::apply_threads(cfg.threads);
   smp::manual_seed(static_cast<uint64_t>(cfg.seed));
   const smp::Device device(cfg.device);

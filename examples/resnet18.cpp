@@ -126,7 +126,6 @@ EvalResult evaluate(smp::nn::ResNet18& model, data::DataLoader& loader, smp::Dev
 }
 
 int run(Config cfg) {
-  smp_examples::keep_freed_memory();
   const int64_t threads = smp_examples::apply_threads(cfg.threads);
   smp::manual_seed(static_cast<uint64_t>(cfg.seed));
   const smp::Device device(cfg.device);

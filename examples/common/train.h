@@ -2,7 +2,6 @@
 // files, metrics. Header-only (inline) so each program stays a single translation unit.
 #pragma once
 
-#include <malloc.h>
 #include <smp/optim/adadelta.h>
 #include <smp/optim/adam.h>
 #include <smp/optim/lr_scheduler.h>
@@ -69,16 +68,6 @@ inline void write_metrics(const std::string& path, nlohmann::json metrics) {
   if (!f) throw std::runtime_error("cannot write metrics file '" + path + "'");
   f << metrics.dump(2) << "\n";
   if (!f) throw std::runtime_error("error writing metrics file '" + path + "'");
-}
-
-/// Keeps freed activation buffers in glibc's heap instead of returning them to the kernel:
-/// every op allocates a fresh output (the engine has no caching CPU allocator yet), and with
-/// glibc's defaults each buffer above 128 KiB is a new mmap whose pages fault in again on
-/// first touch — ~8 % of an MNIST step. Measured ~9 % faster and a lower peak RSS.
-inline void keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);   // glibc's maximum on 64-bit
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);  // do not shrink the heap after every step
-  mallopt(M_TOP_PAD, 64 << 20);          // grow it in large steps
 }
 
 /// Number of threads to report: --threads if given, else the engine's default.

@@ -28,10 +28,59 @@ int64_t plane_grain(const Planes& g) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.oh * g.ow));
 }
 
+// 2×2 windows, stride 2, no padding or dilation, every window inside the input (LeNet, VGG).
+// Same result as the general loop, branch-free so the compiler can vectorise the row: the window
+// is scanned in the same order (a b / c d) and a value replaces the running max when it is
+// greater or NaN, so NaN wins (the last NaN if several) and ties keep the first occurrence. When
+// every value is -inf the first element is kept, as the general loop's initial `best` does.
+template <class T>
+bool is_max_2x2s2(const Planes& g, const PoolParams& p) {
+  return p.kernel[0] == 2 && p.kernel[1] == 2 && p.stride[0] == 2 && p.stride[1] == 2 &&
+         p.padding[0] == 0 && p.padding[1] == 0 && p.dilation[0] == 1 && p.dilation[1] == 1 &&
+         2 * g.oh <= g.h && 2 * g.ow <= g.w;
+}
+
+template <class T>
+void max_forward_2x2s2(const Planes& g, const T* in, T* o, int64_t* idx) {
+  parallel_for(g.planes, plane_grain(g), [&](int64_t p0, int64_t p1) {
+    const int64_t w = g.w, ow = g.ow;  // locals, so the vectoriser knows the trip count
+    for (int64_t pl = p0; pl < p1; ++pl) {
+      const T* src = in + pl * g.h * w;
+      for (int64_t y = 0; y < g.oh; ++y) {
+        const T* __restrict r0 = src + 2 * y * w;
+        const T* __restrict r1 = r0 + w;
+        T* __restrict orow = o + (pl * g.oh + y) * ow;
+        int64_t* __restrict irow = idx + (pl * g.oh + y) * ow;
+        const int64_t row0 = 2 * y * w;
+        for (int64_t x = 0; x < ow; ++x) {
+          T a = r0[2 * x], b = r0[2 * x + 1], c = r1[2 * x], d = r1[2 * x + 1];
+          T bv = a;
+          int64_t off = 0;
+          bool t = (b > bv) | (b != b);
+          bv = t ? b : bv;
+          off = t ? 1 : off;
+          t = (c > bv) | (c != c);
+          bv = t ? c : bv;
+          off = t ? w : off;
+          t = (d > bv) | (d != d);
+          bv = t ? d : bv;
+          off = t ? w + 1 : off;
+          orow[x] = bv;
+          irow[x] = row0 + 2 * x + off;
+        }
+      }
+    }
+  });
+}
+
 template <class T>
 void max_forward(const Tensor& out, const Tensor& indices, const Tensor& input,
                  const PoolParams& p) {
   Planes g(input, out);
+  if (is_max_2x2s2<T>(g, p)) {
+    max_forward_2x2s2<T>(g, input.data_ptr<T>(), out.data_ptr<T>(), indices.data_ptr<int64_t>());
+    return;
+  }
   const T* in = input.data_ptr<T>();
   T* o = out.data_ptr<T>();
   int64_t* idx = indices.data_ptr<int64_t>();

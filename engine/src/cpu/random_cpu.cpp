@@ -41,12 +41,6 @@ namespace {
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
-inline float u24(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
-inline double u53(uint32_t a, uint32_t b) {
-  return (static_cast<double>(a >> 5) * 67108864.0 + static_cast<double>(b >> 6)) *
-         (1.0 / 9007199254740992.0);
-}
-
 // Runs f(block, w, w2, first, count) over the 4-element blocks of [0, n) in parallel, where
 // w/w2 are the two streams' words of that block and elements [first, first+count) are due.
 template <bool kSecondStream, class F>
@@ -91,7 +85,7 @@ void uniform_cpu(const Tensor& out, double from, double to, uint64_t seed, uint6
       for_each_block<true>(n, seed, offset,
                            [&](int64_t i0, const uint32_t* w, const uint32_t* w2, int64_t c) {
                              for (int64_t k = 0; k < c; ++k) {
-                               double v = from + u53(w[k], w2[k]) * range;
+                               double v = from + philox_u53(w[k], w2[k]) * range;
                                p[i0 + k] = v >= to && to > from ? from : v;
                              }
                            });
@@ -104,7 +98,7 @@ void uniform_cpu(const Tensor& out, double from, double to, uint64_t seed, uint6
       for_each_block<false>(n, seed, offset,
                             [&](int64_t i0, const uint32_t* w, const uint32_t*, int64_t c) {
                               for (int64_t k = 0; k < c; ++k) {
-                                scalar_t v = static_cast<scalar_t>(f + u24(w[k]) * range);
+                                scalar_t v = static_cast<scalar_t>(f + philox_u24(w[k]) * range);
                                 p[i0 + k] = static_cast<float>(v) >= t && t > f ? sf : v;
                               }
                             });
@@ -120,8 +114,8 @@ void normal_cpu(const Tensor& out, double mean, double std, uint64_t seed, uint6
       for_each_block<true>(n, seed, offset,
                            [&](int64_t i0, const uint32_t* w, const uint32_t* w2, int64_t c) {
                              for (int pair = 0; pair < 2 && 2 * pair < c; ++pair) {
-                               double u1 = u53(w[2 * pair], w2[2 * pair]),
-                                      u2 = u53(w[2 * pair + 1], w2[2 * pair + 1]);
+                               double u1 = philox_u53(w[2 * pair], w2[2 * pair]),
+                                      u2 = philox_u53(w[2 * pair + 1], w2[2 * pair + 1]);
                                double r = std::sqrt(-2.0 * std::log(1.0 - u1)), th = kTwoPi * u2;
                                p[i0 + 2 * pair] = mean + std * r * std::cos(th);
                                if (2 * pair + 1 < c)
@@ -145,10 +139,10 @@ void normal_cpu(const Tensor& out, double mean, double std, uint64_t seed, uint6
           int64_t nb = std::min(kTile, b1 - t0), np = 2 * nb;
           for (int64_t k = 0; k < nb; ++k) {
             Philox::draw(seed, offset + static_cast<uint64_t>(t0 + k), 0, w);
-            u1[2 * k] = u24(w[0]);
-            u2[2 * k] = u24(w[1]);
-            u1[2 * k + 1] = u24(w[2]);
-            u2[2 * k + 1] = u24(w[3]);
+            u1[2 * k] = philox_u24(w[0]);
+            u2[2 * k] = philox_u24(w[1]);
+            u1[2 * k + 1] = philox_u24(w[2]);
+            u2[2 * k + 1] = philox_u24(w[3]);
           }
           // Whole tiles, never head(np): Eigen computes a ragged tail with scalar libm calls
           // whose last bits differ from the packet path, and tile edges depend on the
@@ -177,7 +171,8 @@ void bernoulli_cpu(const Tensor& out, double p, uint64_t seed, uint64_t offset) 
       for_each_block<false>(
           n, seed, offset, [&](int64_t i0, const uint32_t* w, const uint32_t*, int64_t c) {
             for (int64_t k = 0; k < c; ++k)
-              d[i0 + k] = to_elem<scalar_t>(static_cast<double>(u24(w[k])) < p ? 1.0f : 0.0f);
+              d[i0 + k] =
+                  to_elem<scalar_t>(static_cast<double>(philox_u24(w[k])) < p ? 1.0f : 0.0f);
           });
     });
   });

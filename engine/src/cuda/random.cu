@@ -13,14 +13,6 @@ namespace {
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
-__device__ inline float u24(uint32_t w) {
-  return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
-}
-__device__ inline double u53(uint32_t a, uint32_t b) {
-  return (static_cast<double>(a >> 5) * 67108864.0 + static_cast<double>(b >> 6)) *
-         (1.0 / 9007199254740992.0);
-}
-
 enum class Dist { Uniform, Normal, Bernoulli, RandomInt };
 
 struct Params {
@@ -55,21 +47,22 @@ __global__ void random_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset,
       if constexpr (std::is_same_v<T, double>) {
         double range = prm.b - prm.a;
         for (int k = 0; k < c; ++k) {
-          double v = prm.a + u53(w[k], w2[k]) * range;
+          double v = prm.a + philox_u53(w[k], w2[k]) * range;
           p[k] = v >= prm.b && prm.b > prm.a ? prm.a : v;
         }
       } else {
         float f = static_cast<float>(prm.a), t = static_cast<float>(prm.b), range = t - f;
         T sf = convert<T>(f);
         for (int k = 0; k < c; ++k) {
-          T v = convert<T>(f + u24(w[k]) * range);
+          T v = convert<T>(f + philox_u24(w[k]) * range);
           p[k] = convert<float>(v) >= t && t > f ? sf : v;
         }
       }
     } else if constexpr (D == Dist::Normal) {
       if constexpr (std::is_same_v<T, double>) {
         for (int pair = 0; pair < 2 && 2 * pair < c; ++pair) {
-          double u1 = u53(w[2 * pair], w2[2 * pair]), u2 = u53(w[2 * pair + 1], w2[2 * pair + 1]);
+          double u1 = philox_u53(w[2 * pair], w2[2 * pair]),
+                 u2 = philox_u53(w[2 * pair + 1], w2[2 * pair + 1]);
           double r = ::sqrt(-2.0 * ::log(1.0 - u1)), th = kTwoPi * u2;
           p[2 * pair] = prm.a + prm.b * r * ::cos(th);
           if (2 * pair + 1 < c) p[2 * pair + 1] = prm.a + prm.b * r * ::sin(th);
@@ -77,7 +70,7 @@ __global__ void random_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset,
       } else {
         float m = static_cast<float>(prm.a), s = static_cast<float>(prm.b);
         for (int pair = 0; pair < 2 && 2 * pair < c; ++pair) {
-          float u1 = u24(w[2 * pair]), u2 = u24(w[2 * pair + 1]);
+          float u1 = philox_u24(w[2 * pair]), u2 = philox_u24(w[2 * pair + 1]);
           float r = sqrtf(-2.0f * logf(1.0f - u1)), th = static_cast<float>(kTwoPi) * u2;
           p[2 * pair] = convert<T>(m + s * r * cosf(th));
           if (2 * pair + 1 < c) p[2 * pair + 1] = convert<T>(m + s * r * sinf(th));
@@ -85,7 +78,7 @@ __global__ void random_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset,
       }
     } else if constexpr (D == Dist::Bernoulli) {
       for (int k = 0; k < c; ++k)
-        p[k] = from_int<T>(static_cast<double>(u24(w[k])) < prm.a ? 1 : 0);
+        p[k] = from_int<T>(static_cast<double>(philox_u24(w[k])) < prm.a ? 1 : 0);
     } else {
       for (int k = 0; k < c; ++k) {
         uint64_t r = kSecond ? ((static_cast<uint64_t>(w[k]) << 32) | w2[k]) : w[k];

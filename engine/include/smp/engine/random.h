@@ -3,6 +3,7 @@
 #pragma once
 
 #include <smp/engine/device.h>
+#include <smp/engine/half.h>  // SMP_HOST_DEVICE
 
 #include <cstdint>
 #include <mutex>
@@ -45,7 +46,8 @@ struct Philox {
 #if defined(__CUDACC__)
   __host__ __device__
 #endif
-  static void draw(uint64_t key, uint64_t counter_lo, uint64_t counter_hi, uint32_t out[4]) {
+      static void
+      draw(uint64_t key, uint64_t counter_lo, uint64_t counter_hi, uint32_t out[4]) {
     uint32_t c0 = static_cast<uint32_t>(counter_lo), c1 = static_cast<uint32_t>(counter_lo >> 32);
     uint32_t c2 = static_cast<uint32_t>(counter_hi), c3 = static_cast<uint32_t>(counter_hi >> 32);
     uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
@@ -56,12 +58,28 @@ struct Philox {
       uint32_t n1 = static_cast<uint32_t>(p1);
       uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
       uint32_t n3 = static_cast<uint32_t>(p0);
-      c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+      c0 = n0;
+      c1 = n1;
+      c2 = n2;
+      c3 = n3;
       k0 += 0x9E3779B9u;
       k1 += 0xBB67AE85u;
     }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
   }
 };
+
+/// Uniform in [0, 1) from one Philox word: its top 24 bits (float32's mantissa).
+SMP_HOST_DEVICE inline float philox_u24(uint32_t w) {
+  return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
+}
+/// Uniform in [0, 1) with 53 bits from two words (26 + 27 bits), for float64.
+SMP_HOST_DEVICE inline double philox_u53(uint32_t a, uint32_t b) {
+  return (static_cast<double>(a >> 5) * 67108864.0 + static_cast<double>(b >> 6)) *
+         (1.0 / 9007199254740992.0);
+}
 
 }  // namespace smp

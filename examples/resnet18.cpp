@@ -225,22 +225,24 @@ int run(Config cfg) {
 
   if (!cfg.save.empty()) smp_examples::save_weights(*model, cfg.save);
   if (!cfg.metrics.empty()) {
-    nlohmann::json m;
-    m["program"] = "resnet18";
+    smp_examples::RunMetrics r;
+    r.steps = step;
+    r.samples = samples;
+    r.epochs = epochs;
+    r.batch_size = cfg.batch_size;
+    r.threads = threads;
+    r.device = device.str();
+    r.optimizer = cfg.optimizer;
+    r.train_seconds = train_seconds;
+    r.samples_per_second = sps;
+    r.final_loss = final_loss;
+    if (evaluated) {
+      r.test_loss = last_eval.loss;
+      r.test_accuracy = last_eval.accuracy;
+    }
+    nlohmann::json m = r.to_json("resnet18");
     m["dataset"] = cfg.dataset;
     m["image_size"] = cfg.image_size;
-    m["steps"] = step;
-    m["samples"] = samples;
-    m["epochs"] = epochs;
-    m["batch_size"] = cfg.batch_size;
-    m["threads"] = threads;
-    m["device"] = device.str();
-    m["optimizer"] = cfg.optimizer;
-    m["train_seconds"] = train_seconds;
-    m["samples_per_second"] = sps;
-    m["final_loss"] = final_loss;
-    m["test_loss"] = evaluated ? nlohmann::json(last_eval.loss) : nlohmann::json();
-    m["test_accuracy"] = evaluated ? nlohmann::json(last_eval.accuracy) : nlohmann::json();
     smp_examples::write_metrics(cfg.metrics, m);
   }
   return std::isfinite(final_loss) ? 0 : 1;

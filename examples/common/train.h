@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,33 @@ inline void save_weights(const smp::nn::Module& model, const std::string& path) 
 }
 
 /// Writes `metrics` (plus peak_rss_mb) as pretty JSON; an unwritable path is an error.
+/// What both programs report in --metrics (the required keys and a few more).
+struct RunMetrics {
+  int64_t steps = 0, samples = 0, epochs = 0, batch_size = 0, threads = 0;
+  std::string device, optimizer;
+  double train_seconds = 0, samples_per_second = 0, final_loss = 0;
+  std::optional<double> test_loss, test_accuracy;  // null in the JSON when not evaluated
+
+  nlohmann::json to_json(const std::string& program) const {
+    auto opt = [](const std::optional<double>& v) {
+      return v ? nlohmann::json(*v) : nlohmann::json();
+    };
+    return {{"program", program},
+            {"steps", steps},
+            {"samples", samples},
+            {"epochs", epochs},
+            {"batch_size", batch_size},
+            {"threads", threads},
+            {"device", device},
+            {"optimizer", optimizer},
+            {"train_seconds", train_seconds},
+            {"samples_per_second", samples_per_second},
+            {"final_loss", final_loss},
+            {"test_loss", opt(test_loss)},
+            {"test_accuracy", opt(test_accuracy)}};
+  }
+};
+
 inline void write_metrics(const std::string& path, nlohmann::json metrics) {
   metrics["peak_rss_mb"] = peak_rss_mb();
   std::ofstream f(path);

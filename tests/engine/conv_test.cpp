@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <smp/smp.h>
 
+#include <cmath>
+#include <limits>
 #include <map>
 
 #include "op_test_utils.h"
@@ -201,4 +203,45 @@ TEST(ConvPool, ErrorsNameWhatWasWrong) {
             }).find("more than 1 value per channel"),
             std::string::npos);
   EXPECT_THROW(batch_norm(zeros({2, 3}), zeros({4}), ones({4}), Tensor(), Tensor(), true), Error);
+}
+
+// ResNet's stem pooling (3x3, stride 2, padding 1) has a fast path: values and the position
+// the gradient lands on must equal a naive loop (NaN wins, first index on ties), float32.
+TEST(Pool2d, MaxPool3x3Stride2Pad1MatchesNaiveLoop) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (auto [h, w] : {std::pair<int64_t, int64_t>{16, 16}, {7, 9}, {2, 3}, {1, 1}, {33, 5}}) {
+    std::vector<float> v = randn({2, h, w}).to_vector<float>();
+    for (size_t i = 0; i < v.size(); i += 7) v[i] = v[i / 2];  // ties
+    if (v.size() > 10) v[3] = nan, v[10] = -inf;
+    Tensor x = tensor<float>(v, {1, 2, h, w}).requires_grad_();
+    Tensor y = max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
+    y.sum().backward();
+    const int64_t oh = (h + 2 - 3) / 2 + 1, ow = (w + 2 - 3) / 2 + 1;
+    ASSERT_EQ(y.sizes(), (Shape{1, 2, oh, ow}));
+    auto got = y.to_vector<float>();
+    auto grad = x.grad().to_vector<float>();
+    std::vector<float> want_grad(v.size(), 0);
+    for (int64_t p = 0; p < 2; ++p)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float best = -inf;
+          int64_t at = -1;
+          for (int64_t iy = 2 * oy - 1; iy <= 2 * oy + 1; ++iy)
+            for (int64_t ix = 2 * ox - 1; ix <= 2 * ox + 1; ++ix) {
+              if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+              float e = v[(p * h + iy) * w + ix];
+              if (at < 0 || e > best || (std::isnan(e) && !std::isnan(best)))
+                best = e, at = iy * w + ix;
+            }
+          float g = got[(p * oh + oy) * ow + ox];
+          if (std::isnan(best))
+            EXPECT_TRUE(std::isnan(g));
+          else
+            EXPECT_EQ(g, best) << h << "x" << w << " out " << oy << "," << ox;
+          want_grad[p * h * w + at] += 1;
+        }
+    for (size_t i = 0; i < v.size(); ++i)
+      EXPECT_EQ(grad[i], want_grad[i]) << h << "x" << w << " at " << i;
+  }
 }

@@ -2,6 +2,7 @@
 // Parallel over channels; per-channel sums accumulate in double.
 #include <smp/engine/threading.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/loops.h"
@@ -9,6 +10,62 @@
 
 namespace smp::cpu {
 namespace {
+
+// Reductions in kLanes independent double accumulators (so the compiler vectorises them
+// without reassociating, converting T to double per element).
+constexpr int64_t kLanes = 8;
+
+template <class T>
+inline double lane_sum(const T* p, int64_t n) {
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(p[i + j]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(p[i]);
+  for (int64_t j = 0; j < kLanes; ++j) s += static_cast<double>(acc[j]);
+  return s;
+}
+
+// Sum of (p[i] − m)².
+template <class T>
+inline double lane_sqdev(const T* p, int64_t n, double md) {
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      double d = static_cast<double>(p[i + j]) - md;
+      acc[j] += d * d;
+    }
+  double s = 0;
+  for (; i < n; ++i) {
+    double d = static_cast<double>(p[i]) - md;
+    s += d * d;
+  }
+  for (int64_t j = 0; j < kLanes; ++j) s += static_cast<double>(acc[j]);
+  return s;
+}
+
+// sum(d) and sum(d·(p − m)) in one pass.
+template <class T>
+inline void lane_dy_sums(const T* p, const T* d, int64_t n, T m, double& sd, double& sdx) {
+  double a[kLanes] = {}, b[kLanes] = {}, md = static_cast<double>(m);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      double dv = static_cast<double>(d[i + j]);
+      a[j] += dv;
+      b[j] += dv * (static_cast<double>(p[i + j]) - md);
+    }
+  for (; i < n; ++i) {
+    sd += static_cast<double>(d[i]);
+    sdx += static_cast<double>(d[i]) * (static_cast<double>(p[i]) - static_cast<double>(m));
+  }
+  for (int64_t j = 0; j < kLanes; ++j) {
+    sd += static_cast<double>(a[j]);
+    sdx += static_cast<double>(b[j]);
+  }
+}
 
 struct BnGeom {
   int64_t n, c, s;
@@ -38,19 +95,10 @@ void bn_forward(const Tensor& out, const Tensor& save_mean, const Tensor& save_i
       double mean, invstd;
       if (training) {
         double sum = 0;
-        for (int64_t n = 0; n < g.n; ++n) {
-          const T* p = x + (n * g.c + c) * g.s;
-          for (int64_t i = 0; i < g.s; ++i) sum += static_cast<double>(p[i]);
-        }
+        for (int64_t n = 0; n < g.n; ++n) sum += lane_sum(x + (n * g.c + c) * g.s, g.s);
         mean = sum / static_cast<double>(count);
         double sq = 0;  // two passes: exact for inputs with a large mean
-        for (int64_t n = 0; n < g.n; ++n) {
-          const T* p = x + (n * g.c + c) * g.s;
-          for (int64_t i = 0; i < g.s; ++i) {
-            double d = static_cast<double>(p[i]) - mean;
-            sq += d * d;
-          }
-        }
+        for (int64_t n = 0; n < g.n; ++n) sq += lane_sqdev(x + (n * g.c + c) * g.s, g.s, mean);
         double var = sq / static_cast<double>(count);
         invstd = 1.0 / std::sqrt(var + eps);
         sm[c] = static_cast<T>(mean);
@@ -96,14 +144,10 @@ void bn_backward(const Tensor& grad_input, const Tensor& grad_weight, const Tens
     for (int64_t c = c0; c < c1; ++c) {
       double m = static_cast<double>(mu[c]), inv = static_cast<double>(is[c]);
       double sum_dy = 0, sum_dy_xhat = 0;
-      for (int64_t n = 0; n < g.n; ++n) {
-        const T* p = x + (n * g.c + c) * g.s;
-        const T* d = dy + (n * g.c + c) * g.s;
-        for (int64_t i = 0; i < g.s; ++i) {
-          sum_dy += static_cast<double>(d[i]);
-          sum_dy_xhat += static_cast<double>(d[i]) * (static_cast<double>(p[i]) - m);
-        }
-      }
+      T mt0 = static_cast<T>(m);
+      for (int64_t n = 0; n < g.n; ++n)
+        lane_dy_sums(x + (n * g.c + c) * g.s, dy + (n * g.c + c) * g.s, g.s, mt0, sum_dy,
+                     sum_dy_xhat);
       sum_dy_xhat *= inv;
       if (gw) gw[c] = static_cast<T>(sum_dy_xhat);
       if (gb) gb[c] = static_cast<T>(sum_dy);

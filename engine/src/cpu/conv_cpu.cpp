@@ -52,55 +52,77 @@ inline void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
   hi = std::clamp(hi, lo, out);
 }
 
-// Row r (= (ch, i, j)) of the patch matrix for the cg channel planes at `in`, written to
-// dst[0, oh·ow).
-template <class T>
-inline void im2col_row(const T* in, T* dst, int64_t r, const ConvGeom& g, const ConvParams& p) {
+// Where row r (= (ch, i, j)) of the patch matrix reads: the channel plane's offset, the input
+// offsets of kernel tap (i, j), and the output rows [ylo, yhi) / columns [wlo, whi) whose tap
+// lies inside the input (the rest are zero). Computed once per row, shared by all samples.
+struct RowPlan {
+  int64_t plane, hoff, woff, ylo, yhi, wlo, whi;
+};
+
+inline RowPlan plan_row(int64_t r, const ConvGeom& g, const ConvParams& p) {
+  RowPlan rp;
   int64_t ch = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
-  const T* plane = in + ch * g.h * g.w;
-  int64_t hoff = i * p.dilation[0] - p.padding[0], woff = j * p.dilation[1] - p.padding[1];
-  int64_t wlo, whi;
-  valid_range(woff, p.stride[1], g.w, g.ow, wlo, whi);
-  for (int64_t y = 0; y < g.oh; ++y) {
-    T* d = dst + y * g.ow;
-    int64_t iy = y * p.stride[0] + hoff;
-    if (iy < 0 || iy >= g.h) {
-      std::fill(d, d + g.ow, T(0));
-      continue;
-    }
-    // Input column of output x is x·stride + woff; [wlo, whi) keeps it in the row.
-    const T* row = plane + iy * g.w;
-    std::fill(d, d + wlo, T(0));
-    if (p.stride[1] == 1) {
-      if (whi > wlo)
-        std::memcpy(d + wlo, row + wlo + woff, static_cast<size_t>(whi - wlo) * sizeof(T));
+  rp.plane = ch * g.h * g.w;
+  rp.hoff = i * p.dilation[0] - p.padding[0];
+  rp.woff = j * p.dilation[1] - p.padding[1];
+  valid_range(rp.hoff, p.stride[0], g.h, g.oh, rp.ylo, rp.yhi);
+  valid_range(rp.woff, p.stride[1], g.w, g.ow, rp.wlo, rp.whi);
+  return rp;
+}
+
+// Row `rp` of the patch matrix for the cg channel planes at `in`, written to dst[0, oh·ow).
+// Plain loops rather than memcpy/memset calls (which GCC would otherwise substitute): deep
+// layers have rows of a few elements, where the call costs more than the copy.
+#if defined(__GNUC__) && !defined(__clang__)
+#define SMP_NO_LIBCALL_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define SMP_NO_LIBCALL_LOOPS
+#endif
+template <class T>
+SMP_NO_LIBCALL_LOOPS inline void im2col_row(const T* in, T* __restrict dst, const RowPlan& rp,
+                                            const ConvGeom& g, const ConvParams& p) {
+  const int64_t ow = g.ow, w = g.w, sh = p.stride[0], sw = p.stride[1];
+  const int64_t wlo = rp.wlo, whi = rp.whi;
+  const T* plane = in + rp.plane;
+  for (int64_t x = 0; x < rp.ylo * ow; ++x) dst[x] = T(0);
+  for (int64_t y = rp.ylo; y < rp.yhi; ++y) {
+    T* __restrict d = dst + y * ow;
+    const T* __restrict row = plane + (y * sh + rp.hoff) * w + rp.woff;
+    for (int64_t x = 0; x < wlo; ++x) d[x] = T(0);
+    if (sw == 1) {
+      for (int64_t x = wlo; x < whi; ++x) d[x] = row[x];
     } else {
-      for (int64_t x = wlo; x < whi; ++x) d[x] = row[x * p.stride[1] + woff];
+      for (int64_t x = wlo; x < whi; ++x) d[x] = row[x * sw];
     }
-    std::fill(d + whi, d + g.ow, T(0));
+    for (int64_t x = whi; x < ow; ++x) d[x] = T(0);
   }
+  for (int64_t x = rp.yhi * ow; x < g.oh * ow; ++x) dst[x] = T(0);
+}
+
+// Batched cols (k, nb·l): sample s of the chunk fills columns [s·l, (s+1)·l). `in` points at
+// group gr's first channel of sample 0 of the chunk.
+template <class T>
+SMP_NO_LIBCALL_LOOPS void im2col_chunk_rows(const T* in, T* cols, int64_t nb, int64_t r0,
+                                            int64_t r1, const ConvGeom& g, const ConvParams& p) {
+  int64_t ld = nb * g.l, sample = g.c * g.h * g.w;
+  for (int64_t r = r0; r < r1; ++r) {
+    RowPlan rp = plan_row(r, g, p);
+    for (int64_t s = 0; s < nb; ++s) im2col_row(in + s * sample, cols + r * ld + s * g.l, rp, g, p);
+  }
+}
+
+template <class T>
+void im2col_chunk(const T* in, T* cols, int64_t nb, const ConvGeom& g, const ConvParams& p) {
+  int64_t ld = nb * g.l;
+  parallel_for(g.k, std::max<int64_t>(1, 16384 / std::max<int64_t>(ld, 1)),
+               [&](int64_t r0, int64_t r1) { im2col_chunk_rows(in, cols, nb, r0, r1, g, p); });
 }
 
 // cols (cg·kh·kw, oh·ow) from cg channel planes starting at `in`.
 template <class T>
 void im2col(const T* in, T* cols, const ConvGeom& g, const ConvParams& p) {
   parallel_for(g.k, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.l, 1)),
-               [&](int64_t r0, int64_t r1) {
-                 for (int64_t r = r0; r < r1; ++r) im2col_row(in, cols + r * g.l, r, g, p);
-               });
-}
-
-// Batched cols (k, nb·l): sample s of the chunk fills columns [s·l, (s+1)·l). `in` points at
-// group gr's first channel of sample 0 of the chunk.
-template <class T>
-void im2col_chunk(const T* in, T* cols, int64_t nb, const ConvGeom& g, const ConvParams& p) {
-  int64_t ld = nb * g.l, sample = g.c * g.h * g.w;
-  parallel_for(g.k, std::max<int64_t>(1, 16384 / std::max<int64_t>(ld, 1)),
-               [&](int64_t r0, int64_t r1) {
-                 for (int64_t r = r0; r < r1; ++r)
-                   for (int64_t s = 0; s < nb; ++s)
-                     im2col_row(in + s * sample, cols + r * ld + s * g.l, r, g, p);
-               });
+               [&](int64_t r0, int64_t r1) { im2col_chunk_rows(in, cols, 1, r0, r1, g, p); });
 }
 
 // in (cg planes) += the scatter of cols; parallel over channels, which own disjoint rows.
@@ -150,6 +172,8 @@ void col2im_chunk_add(const T* cols, T* in, int64_t nb, const ConvGeom& g, const
 }
 
 // Batched schedule: for small output planes, per-sample GEMMs are too small to run well.
+// ResNet-18 at 64×64 input (layer1: 16×16 = 256 planes, K = 576) measured slower batched
+// (2 threads), as were MNIST's 24×24 and 26×26 planes, so 256 stays per sample.
 constexpr int64_t kBatchedMaxPlane = 256;  // use batched when oh·ow < this
 constexpr int64_t kColsBudgetBytes = 16 << 20;
 

@@ -7,12 +7,14 @@ namespace {
 
 template <class To, class From>
 inline To convert(From v) {
-  if constexpr (std::is_same_v<To, bool>) return static_cast<float>(v) != 0.0f;
+  if constexpr (std::is_same_v<To, bool>)
+    return static_cast<float>(v) != 0.0f;
   else if constexpr (std::is_same_v<From, Half> || std::is_same_v<From, BFloat16>)
     return static_cast<To>(static_cast<float>(v));
   else if constexpr (std::is_same_v<To, Half> || std::is_same_v<To, BFloat16>)
     return To(static_cast<float>(v));
-  else return static_cast<To>(v);
+  else
+    return static_cast<To>(v);
 }
 
 void fill_cpu(const Tensor& out, const Scalar& v) {
@@ -43,7 +45,8 @@ void arange_cpu(const Tensor& out, const Scalar& start, const Scalar& step) {
   SMP_DISPATCH_ALL_NO_HALF(out.dtype(), "arange", [&] {
     auto* p = out.data_ptr<scalar_t>();
     double s = start.to_double(), st = step.to_double();
-    for (int64_t i = 0; i < out.numel(); ++i) p[i] = static_cast<scalar_t>(s + st * static_cast<double>(i));
+    for (int64_t i = 0; i < out.numel(); ++i)
+      p[i] = static_cast<scalar_t>(s + st * static_cast<double>(i));
   });
 }
 

@@ -73,12 +73,106 @@ void max_forward_2x2s2(const Planes& g, const T* in, T* o, int64_t* idx) {
   });
 }
 
+// 3×3 windows, stride 2, padding 1, no dilation (ResNet's stem). Windows clipped by the border
+// (the first row/column, and the last when the input size is even) take the general scan; the
+// columns of each output row whose window lies inside the input horizontally take a
+// branch-free scan of the 2 or 3 valid rows in the general loop's order, with the same
+// replace-when-greater-or-NaN rule as the 2×2 path.
+inline bool is_max_3x3s2p1(const Planes& g, const PoolParams& p) {
+  return p.kernel[0] == 3 && p.kernel[1] == 3 && p.stride[0] == 2 && p.stride[1] == 2 &&
+         p.padding[0] == 1 && p.padding[1] == 1 && p.dilation[0] == 1 && p.dilation[1] == 1 &&
+         g.oh <= (g.h + 1) / 2 + 1 && g.ow <= (g.w + 1) / 2 + 1;
+}
+
+template <class T>
+void max_forward_3x3s2p1(const Planes& g, const T* in, T* o, int64_t* idx) {
+  parallel_for(g.planes, plane_grain(g), [&](int64_t p0, int64_t p1) {
+    const int64_t w = g.w, h = g.h, ow = g.ow;
+    // Outputs x in [1, xe) have columns 2x−1 .. 2x+1 inside [0, w).
+    const int64_t xe = std::min<int64_t>(std::max<int64_t>(w / 2, 1), ow);
+    for (int64_t pl = p0; pl < p1; ++pl) {
+      const T* src = in + pl * h * w;
+      for (int64_t y = 0; y < g.oh; ++y) {
+        int64_t hs = std::max<int64_t>(2 * y - 1, 0), he = std::min<int64_t>(2 * y + 2, h);
+        T* __restrict orow = o + (pl * g.oh + y) * ow;
+        int64_t* __restrict irow = idx + (pl * g.oh + y) * ow;
+        auto general = [&](int64_t x) {
+          int64_t ws = std::max<int64_t>(2 * x - 1, 0), we = std::min<int64_t>(2 * x + 2, w);
+          int64_t best = hs * w + ws;
+          T bv = -std::numeric_limits<T>::infinity();
+          for (int64_t iy = hs; iy < he; ++iy)
+            for (int64_t ix = ws; ix < we; ++ix) {
+              T v = src[iy * w + ix];
+              if (v > bv || std::isnan(v)) {
+                bv = v;
+                best = iy * w + ix;
+              }
+            }
+          orow[x] = bv;
+          irow[x] = best;
+        };
+        if (ow > 0) general(0);
+        const int64_t rows = he - hs;
+        const T* __restrict r0 = src + hs * w;
+        const T* __restrict r1 = r0 + w;
+        const T* __restrict r2 = r1 + w;
+        const int64_t base = hs * w;
+        if (rows == 3) {
+          for (int64_t x = 1; x < xe; ++x) {
+            const int64_t c = 2 * x - 1;
+            T bv = r0[c];
+            int64_t off = 0;
+#define SMP_MAX_STEP(val, o_)         \
+  {                                   \
+    T v_ = (val);                     \
+    bool t_ = (v_ > bv) | (v_ != v_); \
+    bv = t_ ? v_ : bv;                \
+    off = t_ ? (o_) : off;            \
+  }
+            SMP_MAX_STEP(r0[c + 1], 1)
+            SMP_MAX_STEP(r0[c + 2], 2)
+            SMP_MAX_STEP(r1[c], w)
+            SMP_MAX_STEP(r1[c + 1], w + 1)
+            SMP_MAX_STEP(r1[c + 2], w + 2)
+            SMP_MAX_STEP(r2[c], 2 * w)
+            SMP_MAX_STEP(r2[c + 1], 2 * w + 1)
+            SMP_MAX_STEP(r2[c + 2], 2 * w + 2)
+            orow[x] = bv;
+            irow[x] = base + c + off;
+          }
+        } else if (rows == 2) {
+          for (int64_t x = 1; x < xe; ++x) {
+            const int64_t c = 2 * x - 1;
+            T bv = r0[c];
+            int64_t off = 0;
+            SMP_MAX_STEP(r0[c + 1], 1)
+            SMP_MAX_STEP(r0[c + 2], 2)
+            SMP_MAX_STEP(r1[c], w)
+            SMP_MAX_STEP(r1[c + 1], w + 1)
+            SMP_MAX_STEP(r1[c + 2], w + 2)
+#undef SMP_MAX_STEP
+            orow[x] = bv;
+            irow[x] = base + c + off;
+          }
+        } else {
+          for (int64_t x = 1; x < xe; ++x) general(x);
+        }
+        for (int64_t x = std::max<int64_t>(xe, 1); x < ow; ++x) general(x);
+      }
+    }
+  });
+}
+
 template <class T>
 void max_forward(const Tensor& out, const Tensor& indices, const Tensor& input,
                  const PoolParams& p) {
   Planes g(input, out);
   if (is_max_2x2s2<T>(g, p)) {
     max_forward_2x2s2<T>(g, input.data_ptr<T>(), out.data_ptr<T>(), indices.data_ptr<int64_t>());
+    return;
+  }
+  if (is_max_3x3s2p1(g, p)) {
+    max_forward_3x3s2p1<T>(g, input.data_ptr<T>(), out.data_ptr<T>(), indices.data_ptr<int64_t>());
     return;
   }
   const T* in = input.data_ptr<T>();

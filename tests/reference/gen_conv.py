@@ -6,19 +6,8 @@ store the running stats after the update (<name>.running_mean / .running_var).
 import torch
 import torch.nn.functional as F
 
-from golden_common import save, seeded
+from golden_common import op_case as case, save, seeded
 
-
-def case(out, name, fn, *inputs):
-    inputs = [x.clone().requires_grad_(True) for x in inputs]
-    y = fn(*inputs)
-    gout = torch.randn_like(y)
-    y.backward(gout)
-    for i, x in enumerate(inputs):
-        out[f"{name}.in{i}"] = x.detach()
-        out[f"{name}.grad{i}"] = x.grad
-    out[f"{name}.out"] = y.detach()
-    out[f"{name}.gout"] = gout
 
 
 def main():

@@ -5,19 +5,8 @@ Each case <name> stores its inputs <name>.in<i>, the output <name>.out, a cotang
 """
 import torch
 
-from golden_common import save, seeded
+from golden_common import op_case as case, save, seeded
 
-
-def case(out, name, fn, *inputs):
-    inputs = [x.clone().requires_grad_(True) for x in inputs]
-    y = fn(*inputs)
-    gout = torch.randn_like(y)
-    y.backward(gout)
-    for i, x in enumerate(inputs):
-        out[f"{name}.in{i}"] = x.detach()
-        out[f"{name}.grad{i}"] = x.grad
-    out[f"{name}.out"] = y.detach()
-    out[f"{name}.gout"] = gout
 
 
 def main():

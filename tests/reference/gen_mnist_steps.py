@@ -13,38 +13,14 @@ import struct
 import sys
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from golden_common import save, seeded  # noqa: E402
+from golden_common import MnistNet, save, seeded  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
 STEPS, BATCH, LR, MOMENTUM = 20, 64, 0.01, 0.9
 
-
-class Net(nn.Module):
-    """pytorch/examples mnist/main.py's Net, dropout optional."""
-
-    def __init__(self, dropout=True):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(0.25 if dropout else 0.0)
-        self.dropout2 = nn.Dropout(0.5 if dropout else 0.0)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
 
 
 def read_idx(name, count):
@@ -66,7 +42,7 @@ def main():
     labels = read_idx("train-labels-idx1-ubyte.gz", n).long()
     x_all = (images / 255.0 - 0.1307) / 0.3081
 
-    model = Net(dropout=False)
+    model = MnistNet(dropout=False)
     save("mnist_init", dict(model.state_dict()))
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     model.train()

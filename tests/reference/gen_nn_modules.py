@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from golden_common import save, seeded
+from golden_common import MnistNet, save, seeded
 
 N_SAMPLES = 16
 
@@ -99,33 +99,10 @@ def put_summary(out, prefix, t):
     out[prefix + ".samples"] = samples(t)
 
 
-class Net(nn.Module):
-    """PyTorch's MNIST example network (examples/mnist/main.py)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
-
 
 def gen_mnist():
     seeded(0)
-    net = Net()
+    net = MnistNet()
     net.eval()  # dropout off: the C++ side uses MnistNet(false)
     # fc1.weight (1.2M values) follows the formula; parameter number 4 in named_parameters.
     formula_fill(net.fc1.weight, 4, "weight")

@@ -9,6 +9,8 @@ import os
 import struct
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
 
@@ -45,3 +47,41 @@ def save(name, tensors, metadata=None):
 def seeded(seed=0):
     torch.manual_seed(seed)
     torch.set_default_dtype(torch.float32)
+
+
+def op_case(out, name, fn, *inputs):
+    """Runs fn on copies of inputs and stores name.in<i>, .out, .gout (a random cotangent) and
+    .grad<i> — the layout tests/common/op_test_utils.h's expect_golden reads."""
+    inputs = [x.clone().requires_grad_(True) for x in inputs]
+    y = fn(*inputs)
+    gout = torch.randn_like(y)
+    y.backward(gout)
+    for i, x in enumerate(inputs):
+        out[f"{name}.in{i}"] = x.detach()
+        out[f"{name}.grad{i}"] = x.grad
+    out[f"{name}.out"] = y.detach()
+    out[f"{name}.gout"] = gout
+
+
+class MnistNet(nn.Module):
+    """pytorch/examples mnist/main.py's Net (smp::nn::MnistNet); dropout=False sets p = 0."""
+
+    def __init__(self, dropout=True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25 if dropout else 0.0)
+        self.dropout2 = nn.Dropout(0.5 if dropout else 0.0)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)

@@ -155,6 +155,17 @@ int device_count() {
 }
 
 bool is_available() { return device_count() > 0; }
+
+namespace {
+std::atomic<int> g_default_device{0};
+}
+void set_device(int index) {
+  SMP_CHECK(index >= 0 && index < device_count(),
+            "cuda::set_device({}): this process sees {} CUDA device(s)", index, device_count());
+  g_default_device.store(index);
+  SMP_CUDA_CHECK(cudaSetDevice(index));
+}
+int get_device() { return g_default_device.load(); }
 void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
 bool allow_tf32() { return g_allow_tf32.load(); }
 bool is_compiled() { return true; }

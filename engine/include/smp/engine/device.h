@@ -40,6 +40,10 @@ namespace cuda {
 /// Number of CUDA devices visible to this process (0 in a build without CUDA).
 int device_count();
 bool is_available();
+/// The device that "cuda" without an index names, for the whole process (every thread).
+/// smp::init sets it to cuda:local_rank; an index this process cannot see is an smp::Error.
+void set_device(int index);
+int get_device();
 }  // namespace cuda
 
 }  // namespace smp

@@ -3,6 +3,10 @@
 // Fashion-MNIST (IDX files), evaluated on the test set after every epoch.
 //
 //   mnist [--data DIR] [--epochs N] [--steps N] [--optimizer sgd --lr 0.01 ...]  (--help)
+//
+// The same program runs data-parallel under smprun (or mpirun): each DP rank reads its shard
+// of every epoch (DistributedSampler) in batches of --batch-size, gradients are averaged over
+// the DP group, and only rank 0 prints and writes files.
 #include <smp/data/mnist.h>
 #include <smp/smp.h>
 
@@ -77,21 +81,29 @@ struct EvalResult {
   int64_t correct = 0, total = 0;
 };
 
-EvalResult evaluate(smp::nn::MnistNet& model, const Split& test, const Config& cfg,
+/// Each DP rank evaluates a contiguous slice of the test set; the sums are added over the group.
+EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Config& cfg,
                     smp::Device device) {
   smp::NoGradGuard no_grad;
   model.eval();
   double loss_sum = 0;
   int64_t correct = 0;
-  const int64_t n = test.size();
-  for (int64_t begin = 0; begin < n; begin += cfg.test_batch_size) {
-    const int64_t end = std::min(n, begin + cfg.test_batch_size);
+  const int64_t n = test.size(), dp = smp::dp_size(), r = smp::dp_rank();
+  const int64_t first = n * r / dp, last = n * (r + 1) / dp;
+  for (int64_t begin = first; begin < last; begin += cfg.test_batch_size) {
+    const int64_t end = std::min(last, begin + cfg.test_batch_size);
     auto b =
         test.batch({}, begin, end, static_cast<float>(cfg.mean), static_cast<float>(cfg.stdev));
     smp::Tensor x = b.data.to(device), y = b.target.to(device);
     smp::Tensor out = model(x);
     loss_sum += smp::nll_loss(out, y, smp::Reduction::Sum).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
+  }
+  if (dp > 1) {
+    smp::Tensor sums = smp::tensor({loss_sum, static_cast<double>(correct)});
+    smp::comm(smp::CommGroup::DP_GROUP).allreduce(sums)->wait();
+    loss_sum = sums.to_vector<double>()[0];
+    correct = static_cast<int64_t>(sums.to_vector<double>()[1]);
   }
   model.train();
   return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n),
@@ -109,29 +121,41 @@ int run(const Config& cfg) {
   std::optional<Split> test;
   if (!cfg.skip_test) test.emplace(cfg.data, false);
 
-  auto model = std::make_shared<smp::nn::MnistNet>(cfg.dropout == "on");
-  if (!cfg.init.empty()) smp_examples::load_weights(*model, cfg.init);
-  model->to(device);
-  model->train();
+  auto net = std::make_shared<smp::nn::MnistNet>(cfg.dropout == "on");
+  if (!cfg.init.empty()) smp_examples::load_weights(*net, cfg.init);
+  net->to(device);
+  net->train();
+  smp::DistributedModel model(net);
 
   const double lr = cfg.lr.value_or(smp_examples::default_lr(cfg.optimizer));
-  auto opt = smp_examples::make_optimizer(cfg.optimizer, model->parameters(), lr, cfg.momentum,
-                                          cfg.weight_decay);
-  smp::optim::StepLR scheduler(*opt, 1, cfg.gamma);
+  smp::DistributedOptimizer opt(smp_examples::make_optimizer(cfg.optimizer, model.parameters(), lr,
+                                                             cfg.momentum, cfg.weight_decay));
+  smp::optim::StepLR scheduler(opt.optimizer(), 1, cfg.gamma);
 
-  const int64_t n = train.size();
+  // Data parallelism: this rank's share of each epoch, as torch's DistributedSampler deals it.
+  const int64_t dp = smp::dp_size();
+  const bool lead = smp::rank() == 0;
+  std::optional<smp::data::DistributedSampler> sampler;
+  if (dp > 1)
+    sampler.emplace(static_cast<size_t>(train.size()), static_cast<size_t>(dp),
+                    static_cast<size_t>(smp::dp_rank()), !cfg.no_shuffle,
+                    static_cast<uint64_t>(cfg.seed));
+  const int64_t n = sampler ? static_cast<int64_t>(sampler->size()) : train.size();
   const int64_t per_epoch = (n + cfg.batch_size - 1) / cfg.batch_size;
   const int64_t total_steps =
       cfg.steps > 0 ? std::min(cfg.steps, per_epoch * cfg.epochs) : per_epoch * cfg.epochs;
   const int64_t epochs = (total_steps + per_epoch - 1) / per_epoch;
-  std::fprintf(stderr,
-               "mnist: %lld training / %s test images from %s, %lld steps (%lld epoch%s) of %lld, "
-               "%s lr %g, %s, %lld threads\n",
-               static_cast<long long>(n), test ? std::to_string(test->size()).c_str() : "no",
-               cfg.data.c_str(), static_cast<long long>(total_steps),
-               static_cast<long long>(epochs), epochs == 1 ? "" : "s",
-               static_cast<long long>(cfg.batch_size), cfg.optimizer.c_str(), lr,
-               device.str().c_str(), static_cast<long long>(threads));
+  if (lead)
+    std::fprintf(stderr,
+                 "mnist: %lld training / %s test images from %s, %lld steps (%lld epoch%s) of "
+                 "%lld%s, %s lr %g, %s, %lld threads%s\n",
+                 static_cast<long long>(train.size()),
+                 test ? std::to_string(test->size()).c_str() : "no", cfg.data.c_str(),
+                 static_cast<long long>(total_steps), static_cast<long long>(epochs),
+                 epochs == 1 ? "" : "s", static_cast<long long>(cfg.batch_size),
+                 dp > 1 ? (" x " + std::to_string(dp) + " DP ranks").c_str() : "",
+                 cfg.optimizer.c_str(), lr, device.str().c_str(), static_cast<long long>(threads),
+                 smp::size() > 1 ? " per process" : "");
 
   int64_t step = 0, samples = 0;
   double final_loss = NAN, train_seconds = 0;
@@ -140,22 +164,27 @@ int run(const Config& cfg) {
   const float mean = static_cast<float>(cfg.mean), stdev = static_cast<float>(cfg.stdev);
   for (int64_t epoch = 1; epoch <= epochs && step < total_steps; ++epoch) {
     std::vector<int64_t> order;
-    if (!cfg.no_shuffle) order = smp::randperm(n).to_vector<int64_t>();
+    if (sampler) {
+      for (size_t i : sampler->indices(static_cast<size_t>(epoch - 1)))
+        order.push_back(static_cast<int64_t>(i));
+    } else if (!cfg.no_shuffle) {
+      order = smp::randperm(n).to_vector<int64_t>();
+    }
     smp_examples::Progress bar("epoch " + std::to_string(epoch),
-                               std::min(per_epoch, total_steps - step), cfg.log_interval);
+                               std::min(per_epoch, total_steps - step), cfg.log_interval, lead);
     smp_examples::Stopwatch epoch_clock;
     int64_t epoch_samples = 0, epoch_steps = 0;
     for (int64_t begin = 0; begin < n && step < total_steps; begin += cfg.batch_size) {
       const int64_t end = std::min(n, begin + cfg.batch_size);
       auto b = train.batch(order, begin, end, mean, stdev);
       smp::Tensor x = b.data.to(device), y = b.target.to(device);
-      opt->zero_grad();
-      smp::Tensor loss = smp::nll_loss((*model)(x), y);
-      loss.backward();
-      opt->step();
+      opt.zero_grad();
+      smp::Tensor loss = smp::nll_loss(model(x), y);
+      model.backward(loss);
+      opt.step();
       ++step;
       ++epoch_steps;
-      epoch_samples += end - begin;
+      epoch_samples += (end - begin) * dp;
       final_loss = loss.item<double>();
       bar.update(epoch_steps, final_loss,
                  static_cast<double>(epoch_samples) / std::max(1e-9, epoch_clock.seconds()));
@@ -166,26 +195,34 @@ int run(const Config& cfg) {
     bar.finish();
     scheduler.step();
     if (test) {
-      last_eval = evaluate(*model, *test, cfg, device);
+      last_eval = evaluate(model, *test, cfg, device);
       evaluated = true;
-      std::printf("epoch %lld: train loss %.4f  test loss %.4f, accuracy %lld/%lld (%.2f%%)\n",
-                  static_cast<long long>(epoch), final_loss, last_eval.loss,
-                  static_cast<long long>(last_eval.correct),
-                  static_cast<long long>(last_eval.total), 100 * last_eval.accuracy);
+      if (lead)
+        std::printf("epoch %lld: train loss %.4f  test loss %.4f, accuracy %lld/%lld (%.2f%%)\n",
+                    static_cast<long long>(epoch), final_loss, last_eval.loss,
+                    static_cast<long long>(last_eval.correct),
+                    static_cast<long long>(last_eval.total), 100 * last_eval.accuracy);
       std::fflush(stdout);
     }
   }
 
+  if (dp > 1) {  // report the global batch's loss, not this rank's share
+    smp::Tensor l = smp::tensor({final_loss});
+    smp::comm(smp::CommGroup::DP_GROUP).allreduce(l, smp::ReduceOp::Avg)->wait();
+    final_loss = l.item<double>();
+  }
   const double sps = static_cast<double>(samples) / std::max(1e-9, train_seconds);
-  std::printf(
-      "mnist: %lld steps, %lld samples in %.2f s (%.0f samples/s), final loss %.4f, "
-      "test accuracy %s, peak RSS %.0f MB\n",
-      static_cast<long long>(step), static_cast<long long>(samples), train_seconds, sps, final_loss,
-      evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
-      smp_examples::peak_rss_mb());
+  if (lead)
+    std::printf(
+        "mnist: %lld steps, %lld samples in %.2f s (%.0f samples/s), final loss %.4f, "
+        "test accuracy %s, peak RSS %.0f MB\n",
+        static_cast<long long>(step), static_cast<long long>(samples), train_seconds, sps,
+        final_loss,
+        evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
+        smp_examples::peak_rss_mb());
 
-  if (!cfg.save.empty()) smp_examples::save_weights(*model, cfg.save);
-  if (!cfg.metrics.empty()) {
+  if (lead && !cfg.save.empty()) smp_examples::save_weights(model.module(), cfg.save);
+  if (lead && !cfg.metrics.empty()) {
     smp_examples::RunMetrics r;
     r.steps = step;
     r.samples = samples;
@@ -210,6 +247,11 @@ int run(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  try {
+    smp::init(argc, argv);  // takes --smp-config FILE out of argv
+  } catch (const std::exception& e) {
+    return smp::handle_exception(e, "mnist");
+  }
   Config cfg;
   smp_examples::Cli cli("mnist",
                         "Trains the PyTorch MNIST example's CNN on MNIST/Fashion-MNIST IDX files.");
@@ -243,19 +285,19 @@ int main(int argc, char** argv) {
   cli.option("log-interval", &cfg.log_interval, "N",
              "steps between progress lines when stderr is not a terminal (default 100)", 1);
   cli.flag("skip-test", &cfg.skip_test, "do not evaluate on the test set");
+  // Usage errors are the same on every rank (same argv): each exits, rank 0 says why.
   try {
     if (!cli.parse(argc, argv)) return 0;
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "mnist: %s\n\n%s", e.what(), cli.usage().c_str());
+    if (smp::rank() == 0) std::fprintf(stderr, "mnist: %s\n\n%s", e.what(), cli.usage().c_str());
     return 2;
   }
   try {
     return run(cfg);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "mnist: %s\n\n%s", e.what(), cli.usage().c_str());
+    if (smp::rank() == 0) std::fprintf(stderr, "mnist: %s\n\n%s", e.what(), cli.usage().c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "mnist: %s\n", e.what());
-    return 1;
+    return smp::handle_exception(e, "mnist");
   }
 }

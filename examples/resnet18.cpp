@@ -5,6 +5,10 @@
 //
 //   resnet18 --data hymenoptera_data [--epochs N] ...
 //   resnet18 --dataset fashion-mnist --image-size 64 --batch-size 32 --steps 50
+//
+// Under smprun/mpirun it trains data-parallel: each DP rank reads its DistributedSampler shard
+// in batches of --batch-size, gradients and batch-norm buffers are synchronised over the DP
+// group, and only rank 0 prints and writes files.
 #include <smp/data/dataloader.h>
 #include <smp/data/image_folder.h>
 #include <smp/data/mnist.h>
@@ -108,7 +112,24 @@ struct EvalResult {
   int64_t correct = 0, total = 0;
 };
 
-EvalResult evaluate(smp::nn::ResNet18& model, data::DataLoader& loader, smp::Device device) {
+/// This DP rank's contiguous slice of the evaluation set (no padding, unlike
+/// DistributedSampler, so every sample is counted once).
+class SliceSampler : public data::Sampler {
+ public:
+  SliceSampler(size_t n, size_t parts, size_t part)
+      : first_(n * part / parts), last_(n * (part + 1) / parts) {}
+  std::vector<size_t> indices(size_t) const override {
+    std::vector<size_t> v;
+    for (size_t i = first_; i < last_; ++i) v.push_back(i);
+    return v;
+  }
+  size_t size() const override { return last_ - first_; }
+
+ private:
+  size_t first_, last_;
+};
+
+EvalResult evaluate(smp::DistributedModel& model, data::DataLoader& loader, smp::Device device) {
   smp::NoGradGuard no_grad;
   model.eval();
   double loss_sum = 0;
@@ -119,6 +140,15 @@ EvalResult evaluate(smp::nn::ResNet18& model, data::DataLoader& loader, smp::Dev
     loss_sum += smp::cross_entropy(out, y, smp::Reduction::Sum).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
     total += y.size(0);
+  }
+  if (smp::dp_size() > 1) {
+    smp::Tensor sums =
+        smp::tensor({loss_sum, static_cast<double>(correct), static_cast<double>(total)});
+    smp::comm(smp::CommGroup::DP_GROUP).allreduce(sums)->wait();
+    const auto v = sums.to_vector<double>();
+    loss_sum = v[0];
+    correct = static_cast<int64_t>(v[1]);
+    total = static_cast<int64_t>(v[2]);
   }
   model.train();
   const double n = static_cast<double>(std::max<int64_t>(total, 1));
@@ -136,44 +166,55 @@ int run(Config cfg) {
   Data d = load_data(cfg);
   const int64_t num_classes = cfg.num_classes > 0 ? cfg.num_classes : d.num_classes;
   const size_t workers = static_cast<size_t>(cfg.workers);
-  data::DataLoader train_loader(d.train,
-                                data::DataLoaderOptions(static_cast<size_t>(cfg.batch_size))
-                                    .shuffle(!cfg.no_shuffle)
-                                    .seed(static_cast<uint64_t>(cfg.seed))
-                                    .num_workers(workers)
-                                    .pin_memory(device.is_cuda()));
+  const auto dp = static_cast<size_t>(smp::dp_size()),
+             dp_rank = static_cast<size_t>(smp::dp_rank());
+  const bool lead = smp::rank() == 0;
+  auto train_options = data::DataLoaderOptions(static_cast<size_t>(cfg.batch_size))
+                           .shuffle(!cfg.no_shuffle)
+                           .seed(static_cast<uint64_t>(cfg.seed))
+                           .num_workers(workers)
+                           .pin_memory(device.is_cuda());
+  if (dp > 1)
+    train_options = train_options.sampler(std::make_shared<data::DistributedSampler>(
+        d.train->size(), dp, dp_rank, !cfg.no_shuffle, static_cast<uint64_t>(cfg.seed)));
+  data::DataLoader train_loader(d.train, train_options);
   std::optional<data::DataLoader> test_loader;
   if (d.test) {
     auto test = cfg.test_limit > 0 ? std::make_shared<Prefix>(d.test, cfg.test_limit) : d.test;
-    test_loader.emplace(test, data::DataLoaderOptions(static_cast<size_t>(cfg.test_batch_size))
-                                  .num_workers(workers)
-                                  .pin_memory(device.is_cuda()));
+    test_loader.emplace(test,
+                        data::DataLoaderOptions(static_cast<size_t>(cfg.test_batch_size))
+                            .sampler(std::make_shared<SliceSampler>(test->size(), dp, dp_rank))
+                            .num_workers(workers)
+                            .pin_memory(device.is_cuda()));
   }
 
-  auto model = std::make_shared<smp::nn::ResNet18>(num_classes, cfg.channels);
-  if (!cfg.init.empty()) smp_examples::load_weights(*model, cfg.init);
-  model->to(device);
-  model->train();
+  auto net = std::make_shared<smp::nn::ResNet18>(num_classes, cfg.channels);
+  if (!cfg.init.empty()) smp_examples::load_weights(*net, cfg.init);
+  net->to(device);
+  net->train();
+  smp::DistributedModel model(net);
 
   const double lr = cfg.lr.value_or(cfg.optimizer == "adadelta" ? 1.0 : 1e-3);
-  auto opt = smp_examples::make_optimizer(cfg.optimizer, model->parameters(), lr, cfg.momentum,
-                                          cfg.weight_decay);
-  smp::optim::StepLR scheduler(*opt, cfg.step_size, cfg.gamma);
+  smp::DistributedOptimizer opt(smp_examples::make_optimizer(cfg.optimizer, model.parameters(), lr,
+                                                             cfg.momentum, cfg.weight_decay));
+  smp::optim::StepLR scheduler(opt.optimizer(), cfg.step_size, cfg.gamma);
 
   const auto per_epoch = static_cast<int64_t>(train_loader.size());
   const int64_t total_steps =
       cfg.steps > 0 ? std::min(cfg.steps, per_epoch * cfg.epochs) : per_epoch * cfg.epochs;
   const int64_t epochs = (total_steps + per_epoch - 1) / per_epoch;
-  std::fprintf(stderr,
-               "resnet18: %zu training / %s test images (%s, %lldx%lld, %lld classes), %lld steps "
-               "(%lld epoch%s) of %lld, %s lr %g, %s, %lld threads\n",
-               d.train->size(),
-               test_loader ? std::to_string(test_loader->dataset()->size()).c_str() : "no",
-               cfg.dataset.c_str(), static_cast<long long>(cfg.image_size),
-               static_cast<long long>(cfg.image_size), static_cast<long long>(num_classes),
-               static_cast<long long>(total_steps), static_cast<long long>(epochs),
-               epochs == 1 ? "" : "s", static_cast<long long>(cfg.batch_size),
-               cfg.optimizer.c_str(), lr, device.str().c_str(), static_cast<long long>(threads));
+  if (lead)
+    std::fprintf(
+        stderr,
+        "resnet18: %zu training / %s test images (%s, %lldx%lld, %lld classes), %lld steps "
+        "(%lld epoch%s) of %lld, %s lr %g, %s, %lld threads\n",
+        d.train->size(),
+        test_loader ? std::to_string(test_loader->dataset()->size()).c_str() : "no",
+        cfg.dataset.c_str(), static_cast<long long>(cfg.image_size),
+        static_cast<long long>(cfg.image_size), static_cast<long long>(num_classes),
+        static_cast<long long>(total_steps), static_cast<long long>(epochs), epochs == 1 ? "" : "s",
+        static_cast<long long>(cfg.batch_size), cfg.optimizer.c_str(), lr, device.str().c_str(),
+        static_cast<long long>(threads));
 
   int64_t step = 0, samples = 0;
   double final_loss = NAN, train_seconds = 0;
@@ -182,18 +223,18 @@ int run(Config cfg) {
   for (int64_t epoch = 1; epoch <= epochs && step < total_steps; ++epoch) {
     train_loader.set_epoch(static_cast<size_t>(epoch - 1));
     smp_examples::Progress bar("epoch " + std::to_string(epoch),
-                               std::min(per_epoch, total_steps - step), cfg.log_interval);
+                               std::min(per_epoch, total_steps - step), cfg.log_interval, lead);
     smp_examples::Stopwatch clock;
     int64_t epoch_samples = 0, epoch_steps = 0;
     for (data::Batch& b : train_loader) {
       smp::Tensor x = b.data.to(device), y = b.target.to(device);
-      opt->zero_grad();
-      smp::Tensor loss = smp::cross_entropy((*model)(x), y);
-      loss.backward();
-      opt->step();
+      opt.zero_grad();
+      smp::Tensor loss = smp::cross_entropy(model(x), y);
+      model.backward(loss);
+      opt.step();
       ++step;
       ++epoch_steps;
-      epoch_samples += y.size(0);
+      epoch_samples += y.size(0) * static_cast<int64_t>(dp);
       final_loss = loss.item<double>();
       bar.update(epoch_steps, final_loss,
                  static_cast<double>(epoch_samples) / std::max(1e-9, clock.seconds()));
@@ -205,26 +246,34 @@ int run(Config cfg) {
     bar.finish();
     scheduler.step();
     if (test_loader) {
-      last_eval = evaluate(*model, *test_loader, device);
+      last_eval = evaluate(model, *test_loader, device);
       evaluated = true;
-      std::printf("epoch %lld: train loss %.4f  val loss %.4f, accuracy %lld/%lld (%.2f%%)\n",
-                  static_cast<long long>(epoch), final_loss, last_eval.loss,
-                  static_cast<long long>(last_eval.correct),
-                  static_cast<long long>(last_eval.total), 100 * last_eval.accuracy);
+      if (lead)
+        std::printf("epoch %lld: train loss %.4f  val loss %.4f, accuracy %lld/%lld (%.2f%%)\n",
+                    static_cast<long long>(epoch), final_loss, last_eval.loss,
+                    static_cast<long long>(last_eval.correct),
+                    static_cast<long long>(last_eval.total), 100 * last_eval.accuracy);
       std::fflush(stdout);
     }
   }
 
+  if (dp > 1) {  // report the global batch's loss, not this rank's share
+    smp::Tensor l = smp::tensor({final_loss});
+    smp::comm(smp::CommGroup::DP_GROUP).allreduce(l, smp::ReduceOp::Avg)->wait();
+    final_loss = l.item<double>();
+  }
   const double sps = static_cast<double>(samples) / std::max(1e-9, train_seconds);
-  std::printf(
-      "resnet18: %lld steps, %lld samples in %.2f s (%.1f samples/s), final loss %.4f, "
-      "val accuracy %s, peak RSS %.0f MB\n",
-      static_cast<long long>(step), static_cast<long long>(samples), train_seconds, sps, final_loss,
-      evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
-      smp_examples::peak_rss_mb());
+  if (lead)
+    std::printf(
+        "resnet18: %lld steps, %lld samples in %.2f s (%.1f samples/s), final loss %.4f, "
+        "val accuracy %s, peak RSS %.0f MB\n",
+        static_cast<long long>(step), static_cast<long long>(samples), train_seconds, sps,
+        final_loss,
+        evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
+        smp_examples::peak_rss_mb());
 
-  if (!cfg.save.empty()) smp_examples::save_weights(*model, cfg.save);
-  if (!cfg.metrics.empty()) {
+  if (lead && !cfg.save.empty()) smp_examples::save_weights(model.module(), cfg.save);
+  if (lead && !cfg.metrics.empty()) {
     smp_examples::RunMetrics r;
     r.steps = step;
     r.samples = samples;
@@ -251,6 +300,11 @@ int run(Config cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  try {
+    smp::init(argc, argv);  // takes --smp-config FILE out of argv
+  } catch (const std::exception& e) {
+    return smp::handle_exception(e, "resnet18");
+  }
   Config cfg;
   smp_examples::Cli cli("resnet18",
                         "Trains torchvision's ResNet-18 on an ImageFolder tree (train/, val/) or "
@@ -301,16 +355,15 @@ int main(int argc, char** argv) {
   try {
     if (!cli.parse(argc, argv)) return 0;
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "resnet18: %s\n\n%s", e.what(), cli.usage().c_str());
+    if (smp::rank() == 0) std::fprintf(stderr, "resnet18: %s\n\n%s", e.what(), cli.usage().c_str());
     return 2;
   }
   try {
     return run(cfg);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "resnet18: %s\n\n%s", e.what(), cli.usage().c_str());
+    if (smp::rank() == 0) std::fprintf(stderr, "resnet18: %s\n\n%s", e.what(), cli.usage().c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "resnet18: %s\n", e.what());
-    return 1;
+    return smp::handle_exception(e, "resnet18");
   }
 }

@@ -171,14 +171,17 @@ class Stopwatch {
 /// otherwise one plain line every `line_every` steps (logs stay readable).
 class Progress {
  public:
-  Progress(std::string label, int64_t total, int64_t line_every = 100)
+  /// A disabled bar prints nothing (ranks other than 0 of a distributed job).
+  Progress(std::string label, int64_t total, int64_t line_every = 100, bool enabled = true)
       : label_(std::move(label)),
         total_(total),
         line_every_(std::max<int64_t>(1, line_every)),
-        tty_(isatty(STDERR_FILENO) != 0) {}
+        tty_(isatty(STDERR_FILENO) != 0),
+        enabled_(enabled) {}
 
   /// `done` steps finished of `total`; loss of the last step; throughput so far.
   void update(int64_t done, double loss, double samples_per_second) {
+    if (!enabled_) return;
     if (tty_) {
       if (done != total_ && last_draw_.seconds() < 0.1) return;
       last_draw_.reset();
@@ -205,7 +208,7 @@ class Progress {
  private:
   std::string label_;
   int64_t total_, line_every_;
-  bool tty_, drawn_ = false;
+  bool tty_, enabled_, drawn_ = false;
   Stopwatch last_draw_;
 };
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli.h"
@@ -98,9 +99,15 @@ inline void write_metrics(const std::string& path, nlohmann::json metrics) {
   if (!f) throw std::runtime_error("error writing metrics file '" + path + "'");
 }
 
-/// Number of threads to report: --threads if given, else the engine's default.
+/// Number of threads to report: --threads if given, else the engine's default divided among
+/// the processes on this host (two ranks on two cores get one thread each).
 inline int64_t apply_threads(int64_t threads) {
-  if (threads > 0) smp::set_num_threads(static_cast<int>(threads));
+  if (threads > 0) {
+    smp::set_num_threads(static_cast<int>(threads));
+  } else if (smp::is_initialized() && smp::local_size() > 1) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    smp::set_num_threads(std::max(1, cores / smp::local_size()));
+  }
   return smp::get_num_threads();
 }
 

@@ -31,3 +31,9 @@
 #include <smp/data/dataloader.h>
 #include <smp/data/mnist.h>
 #include <smp/data/image_folder.h>
+#include <smp/parallel/comm.h>
+#include <smp/parallel/config.h>
+#include <smp/parallel/distributed.h>
+#include <smp/parallel/runtime.h>
+#include <smp/parallel/topology.h>
+#include <smp/parallel/trace.h>

@@ -1,0 +1,107 @@
+// smp::DistributedModel and smp::DistributedOptimizer: the wrappers a training script puts
+// around its model and optimizer (SMP's smp.DistributedModel / smp.DistributedOptimizer).
+#pragma once
+
+#include <smp/nn/module.h>
+#include <smp/optim/optimizer.h>
+#include <smp/parallel/comm.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace smp {
+
+/// DistributedModel's options, with SMP's names and defaults.
+struct DistributedModelOptions {
+  /// Start each bucket's allreduce as soon as its gradients are ready during backward
+  /// (false: reduce everything after backward).
+  bool overlapping_allreduce = true;
+  /// Gradients are reduced in buckets of about this many MiB, in reverse registration order
+  /// (the first bucket at most 1 MiB, as in PyTorch, so communication starts early).
+  double bucket_cap_mb = 25;
+  /// Before each training-mode forward, copy buffers (batch-norm statistics) from the first
+  /// rank of the DP group so every replica normalises alike.
+  bool broadcast_buffers = true;
+  /// Divide accumulated gradients by the number of microbatches (pipeline; issue 5).
+  bool average_grads_across_microbatches = true;
+};
+
+namespace detail {
+class GradReducer;
+}
+
+/// Wraps the one model of a program. With dp_size() > 1 it broadcasts parameters and buffers
+/// from the first rank of each DP group, and during backward() averages gradients over the
+/// DP group in buckets whose allreduces overlap the rest of backward.
+class DistributedModel {
+ public:
+  explicit DistributedModel(std::shared_ptr<nn::Module> module,
+                            DistributedModelOptions options = {});
+  ~DistributedModel();
+  DistributedModel(const DistributedModel&) = delete;
+  DistributedModel& operator=(const DistributedModel&) = delete;
+
+  /// The wrapped module's forward.
+  Tensor operator()(const Tensor& x);
+  /// Replaces loss.backward(): runs backward and starts (or completes the launch of) every
+  /// gradient bucket's reduction. DistributedOptimizer::step waits for them.
+  void backward(const Tensor& loss);
+  /// backward of several outputs with given gradients (SMP's backward(tensors, grads)).
+  void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& grads);
+  /// Blocks until every gradient reduction of the last backward has finished and the averaged
+  /// gradients are in each parameter's .grad(). Called by DistributedOptimizer::step.
+  void wait_for_gradients();
+
+  nn::Module& module() { return *module_; }
+  std::shared_ptr<nn::Module> module_ptr() const { return module_; }
+  std::vector<Tensor> parameters() const { return module_->parameters(); }
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const {
+    return module_->named_parameters();
+  }
+  /// Parameters held by this rank (all of them until pipeline partitioning exists).
+  std::vector<Tensor> local_parameters() const { return module_->parameters(); }
+  std::vector<std::shared_ptr<nn::Module>> local_modules() const { return module_->modules(); }
+  /// True once the model has been split across pipeline ranks (pp = 1: at construction).
+  bool partitioned() const { return true; }
+
+  void train(bool on = true) { module_->train(on); }
+  void eval() { module_->train(false); }
+  void zero_grad(bool set_to_none = true) { module_->zero_grad(set_to_none); }
+
+  /// Full model with PyTorch's names.
+  nn::StateDict state_dict() const { return module_->state_dict(); }
+  nn::StateDict local_state_dict() const { return module_->state_dict(); }
+  void load_state_dict(const nn::StateDict& sd, bool strict = true) {
+    module_->load_state_dict(sd, strict);
+  }
+
+  const DistributedModelOptions& options() const { return options_; }
+  /// Gradient buckets as lists of parameter names (in launch order), for tests and logs.
+  std::vector<std::vector<std::string>> bucket_layout() const;
+
+ private:
+  std::shared_ptr<nn::Module> module_;
+  DistributedModelOptions options_;
+  std::shared_ptr<detail::GradReducer> reducer_;  // null when dp_size() == 1
+};
+
+/// Wraps an optimizer: step() first waits for the gradient reductions of every live
+/// DistributedModel, then updates. Everything else passes through.
+class DistributedOptimizer {
+ public:
+  explicit DistributedOptimizer(std::shared_ptr<optim::Optimizer> optimizer);
+
+  void step();
+  void zero_grad(bool set_to_none = true) { opt_->zero_grad(set_to_none); }
+  optim::StateDict state_dict() const { return opt_->state_dict(); }
+  optim::StateDict local_state_dict() const { return opt_->state_dict(); }
+  void load_state_dict(const optim::StateDict& sd) { opt_->load_state_dict(sd); }
+  optim::Optimizer& optimizer() { return *opt_; }
+  std::shared_ptr<optim::Optimizer> optimizer_ptr() const { return opt_; }
+
+ private:
+  std::shared_ptr<optim::Optimizer> opt_;
+};
+
+}  // namespace smp

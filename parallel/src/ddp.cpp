@@ -1,0 +1,264 @@
+// Data parallelism: gradient buckets reduced over the DP group while backward runs.
+#include <smp/engine/autograd.h>
+#include <smp/parallel/distributed.h>
+#include <smp/parallel/runtime.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+
+namespace smp {
+namespace detail {
+
+/// Owns the buckets of one DistributedModel. Gradient-ready hooks copy each gradient into its
+/// bucket's flat buffer; a bucket whose gradients are all in is reduced at once, but buckets
+/// are launched strictly in order so every rank issues the same sequence of collectives.
+class GradReducer {
+ public:
+  GradReducer(const std::vector<std::pair<std::string, Tensor>>& named, Communicator& comm,
+              const DistributedModelOptions& opts)
+      : comm_(comm), overlap_(opts.overlapping_allreduce) {
+    const double cap_bytes = std::max(1.0, opts.bucket_cap_mb * 1024.0 * 1024.0);
+    // As PyTorch's DDP, the first bucket is capped at 1 MiB so that communication starts
+    // early in backward instead of after a whole 25 MiB of gradients.
+    const double first_cap = std::min(cap_bytes, 1024.0 * 1024.0);
+    // Reverse registration order: backward produces the last layers' gradients first.
+    for (auto it = named.rbegin(); it != named.rend(); ++it) {
+      const Tensor& p = it->second;
+      if (!p.requires_grad()) continue;
+      const double cap = buckets_.size() <= 1 ? first_cap : cap_bytes;
+      const bool fresh = buckets_.empty() ||
+                         bucket_bytes_ + static_cast<double>(p.nbytes()) > cap ||
+                         buckets_.back().dtype != p.dtype() || buckets_.back().device != p.device();
+      if (fresh) {
+        buckets_.push_back(Bucket{});
+        buckets_.back().dtype = p.dtype();
+        buckets_.back().device = p.device();
+        bucket_bytes_ = 0;
+      }
+      Bucket& b = buckets_.back();
+      slots_.push_back(Slot{p, it->first, buckets_.size() - 1, b.numel, p.numel(), false});
+      b.slots.push_back(slots_.size() - 1);
+      b.numel += p.numel();
+      bucket_bytes_ += static_cast<double>(p.nbytes());
+    }
+    for (Bucket& b : buckets_)
+      b.flat = zeros({b.numel}, TensorOptions().dtype(b.dtype).device(b.device));
+  }
+
+  /// Installs the hooks; `self` keeps the reducer alive for hooks that outlive the model.
+  void install_hooks(const std::shared_ptr<GradReducer>& self) {
+    std::weak_ptr<GradReducer> weak = self;
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      slots_[i].param.register_post_accumulate_grad_hook([weak, i](Tensor& grad) {
+        if (auto r = weak.lock()) r->on_grad_ready(i, grad);
+      });
+    }
+  }
+
+  void begin_backward() {
+    std::lock_guard<std::mutex> lock(mu_);
+    SMP_CHECK(!awaiting_,
+              "DistributedModel::backward: the gradients of the previous backward are still being "
+              "reduced; call DistributedOptimizer::step() (or wait_for_gradients()) between steps");
+    for (Slot& s : slots_) s.ready = false;
+    for (Bucket& b : buckets_) {
+      b.pending = b.slots.size();
+      b.work.reset();
+    }
+    next_launch_ = 0;
+    in_backward_ = true;
+  }
+
+  void on_grad_ready(size_t i, Tensor& grad) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!in_backward_) return;  // a plain tensor.backward() outside model.backward()
+    Slot& s = slots_[i];
+    if (s.ready) return;
+    Bucket& b = buckets_[s.bucket];
+    {
+      NoGradGuard no_grad;
+      b.flat.narrow(0, s.offset, s.numel).copy_(grad.reshape({-1}));
+    }
+    s.ready = true;
+    --b.pending;
+    if (overlap_) launch_ready();
+  }
+
+  void end_backward() {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Parameters that took no part in this backward contribute zeros, so every rank still
+    // launches every bucket (a missing collective would hang the others).
+    NoGradGuard no_grad;
+    for (Slot& s : slots_) {
+      if (s.ready) continue;
+      buckets_[s.bucket].flat.narrow(0, s.offset, s.numel).zero_();
+      s.ready = true;
+      --buckets_[s.bucket].pending;
+    }
+    launch_ready();
+    in_backward_ = false;
+    awaiting_ = true;
+  }
+
+  void wait() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!awaiting_) return;
+    NoGradGuard no_grad;
+    for (Bucket& b : buckets_) {
+      if (b.work) b.work->wait();
+      for (size_t i : b.slots) {
+        Slot& s = slots_[i];
+        Tensor avg = b.flat.narrow(0, s.offset, s.numel).view(s.param.sizes());
+        if (s.param.grad().defined())
+          s.param.mutable_grad().copy_(avg);
+        else
+          s.param.set_grad(avg.clone());
+      }
+    }
+    awaiting_ = false;
+  }
+
+  std::vector<std::vector<std::string>> layout() const {
+    std::vector<std::vector<std::string>> out;
+    for (const Bucket& b : buckets_) {
+      out.emplace_back();
+      for (size_t i : b.slots) out.back().push_back(slots_[i].name);
+    }
+    return out;
+  }
+
+ private:
+  struct Slot {
+    Tensor param;
+    std::string name;
+    size_t bucket;
+    int64_t offset, numel;
+    bool ready;
+  };
+  struct Bucket {
+    Dtype dtype = kFloat32;
+    Device device = Device("cpu");
+    std::vector<size_t> slots;
+    int64_t numel = 0;
+    size_t pending = 0;
+    Tensor flat;
+    WorkPtr work;
+  };
+
+  void launch_ready() {
+    while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+      Bucket& b = buckets_[next_launch_++];
+      b.work = comm_.allreduce(b.flat, ReduceOp::Avg);
+    }
+  }
+
+  Communicator& comm_;
+  bool overlap_;
+  std::vector<Slot> slots_;
+  std::vector<Bucket> buckets_;
+  double bucket_bytes_ = 0;
+  std::mutex mu_;
+  size_t next_launch_ = 0;
+  bool in_backward_ = false;
+  bool awaiting_ = false;
+};
+
+namespace {
+std::mutex g_registry_mu;
+std::set<GradReducer*>& registry() {
+  static std::set<GradReducer*> r;
+  return r;
+}
+}  // namespace
+
+}  // namespace detail
+
+namespace {
+
+/// Starts a broadcast of every tensor from group rank 0, then waits for all of them.
+void broadcast_from_first(Communicator& c, const std::vector<Tensor>& tensors) {
+  NoGradGuard no_grad;
+  std::vector<WorkPtr> works;
+  std::vector<Tensor> ts = tensors;
+  for (Tensor& t : ts) {
+    SMP_CHECK(t.is_contiguous(), "DistributedModel: parameters and buffers must be contiguous");
+    works.push_back(c.broadcast(t, 0));
+  }
+  for (auto& w : works) w->wait();
+}
+
+}  // namespace
+
+DistributedModel::DistributedModel(std::shared_ptr<nn::Module> module,
+                                   DistributedModelOptions options)
+    : module_(std::move(module)), options_(options) {
+  SMP_CHECK(module_ != nullptr, "DistributedModel: the module is null");
+  SMP_CHECK(options_.bucket_cap_mb > 0, "DistributedModel: bucket_cap_mb must be > 0, got {}",
+            options_.bucket_cap_mb);
+  if (!is_initialized() || dp_size() == 1) return;
+  Communicator& dp = comm(CommGroup::DP_GROUP);
+  broadcast_from_first(dp, module_->parameters());
+  broadcast_from_first(dp, module_->buffers());
+  reducer_ = std::make_shared<detail::GradReducer>(module_->named_parameters(), dp, options_);
+  reducer_->install_hooks(reducer_);
+  std::lock_guard<std::mutex> lock(detail::g_registry_mu);
+  detail::registry().insert(reducer_.get());
+}
+
+DistributedModel::~DistributedModel() {
+  if (!reducer_) return;
+  std::lock_guard<std::mutex> lock(detail::g_registry_mu);
+  detail::registry().erase(reducer_.get());
+}
+
+Tensor DistributedModel::operator()(const Tensor& x) {
+  if (reducer_ && options_.broadcast_buffers && module_->is_training()) {
+    auto bufs = module_->buffers();
+    if (!bufs.empty()) broadcast_from_first(comm(CommGroup::DP_GROUP), bufs);
+  }
+  return (*module_)(x);
+}
+
+void DistributedModel::backward(const Tensor& loss) { backward({loss}, {}); }
+
+void DistributedModel::backward(const std::vector<Tensor>& tensors,
+                                const std::vector<Tensor>& grads) {
+  if (!reducer_) {
+    autograd::backward(tensors, grads);
+    return;
+  }
+  reducer_->begin_backward();
+  try {
+    autograd::backward(tensors, grads);
+  } catch (...) {
+    // Leave the reducer consistent; the caller's error will bring the job down.
+    reducer_->end_backward();
+    throw;
+  }
+  reducer_->end_backward();
+}
+
+void DistributedModel::wait_for_gradients() {
+  if (reducer_) reducer_->wait();
+}
+
+std::vector<std::vector<std::string>> DistributedModel::bucket_layout() const {
+  if (!reducer_) return {};
+  return reducer_->layout();
+}
+
+DistributedOptimizer::DistributedOptimizer(std::shared_ptr<optim::Optimizer> optimizer)
+    : opt_(std::move(optimizer)) {
+  SMP_CHECK(opt_ != nullptr, "DistributedOptimizer: the optimizer is null");
+}
+
+void DistributedOptimizer::step() {
+  {
+    std::lock_guard<std::mutex> lock(detail::g_registry_mu);
+    for (detail::GradReducer* r : detail::registry()) r->wait();
+  }
+  opt_->step();
+}
+
+}  // namespace smp

@@ -1,0 +1,139 @@
+// DistributedModel / DistributedOptimizer under mpirun: parameters start equal, gradients are
+// the DP-group average, buckets follow reverse registration order.
+#include <gtest/gtest.h>
+#include <smp/smp.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace {
+
+std::shared_ptr<smp::nn::Sequential> make_mlp() {
+  auto m = std::make_shared<smp::nn::Sequential>();
+  m->push_back(std::make_shared<smp::nn::Linear>(6, 16));
+  m->push_back(std::make_shared<smp::nn::ReLU>());
+  m->push_back(std::make_shared<smp::nn::Linear>(16, 8));
+  m->push_back(std::make_shared<smp::nn::ReLU>());
+  m->push_back(std::make_shared<smp::nn::Linear>(8, 3));
+  return m;
+}
+
+/// Rank r's batch: a deterministic function of r, so every rank can rebuild everyone's.
+std::pair<smp::Tensor, smp::Tensor> batch_of(int r) {
+  smp::manual_seed(1000 + static_cast<uint64_t>(r));
+  smp::Tensor x = smp::randn({5, 6});
+  smp::Tensor y = smp::randint(0, 3, {5});
+  return {x, y};
+}
+
+void expect_close(const smp::Tensor& a, const smp::Tensor& b, double tol, const std::string& what) {
+  auto va = a.contiguous().to_vector<float>(), vb = b.contiguous().to_vector<float>();
+  ASSERT_EQ(va.size(), vb.size()) << what;
+  double worst = 0;
+  for (size_t i = 0; i < va.size(); ++i) worst = std::max(worst, std::abs(double(va[i]) - vb[i]));
+  EXPECT_LE(worst, tol) << what << " on rank " << smp::rank();
+}
+
+TEST(DDP, ParametersAreBroadcastFromTheFirstDpRank) {
+  smp::manual_seed(77 + static_cast<uint64_t>(smp::rank()));  // every rank starts different
+  auto net = make_mlp();
+  smp::DistributedModel model(net);
+  for (auto& [name, p] : net->named_parameters()) {
+    smp::Tensor mine = p.detach().clone();
+    smp::Tensor first = mine.clone();
+    smp::comm(smp::CommGroup::DP_GROUP).broadcast(first, 0)->wait();
+    expect_close(mine, first, 0, name);
+  }
+}
+
+TEST(DDP, GradientsAreTheAverageOverTheGroup) {
+  smp::manual_seed(5);
+  auto net = make_mlp();
+  // A tiny cap puts each parameter in its own bucket, so several allreduces are in flight.
+  smp::DistributedModelOptions opts;
+  opts.bucket_cap_mb = 1e-6;
+  smp::DistributedModel model(net, opts);
+  smp::DistributedOptimizer opt(std::make_shared<smp::optim::SGD>(model.parameters(), 0.1));
+
+  // Reference: the same model on every rank's batch, one process, averaged by hand.
+  auto ref = make_mlp();
+  ref->load_state_dict(net->state_dict());
+  std::vector<smp::Tensor> sum;
+  for (int r = 0; r < smp::dp_size(); ++r) {
+    ref->zero_grad();
+    auto [x, y] = batch_of(r);
+    smp::cross_entropy((*ref)(x), y).backward();
+    auto ps = ref->parameters();
+    if (sum.empty())
+      for (auto& p : ps) sum.push_back(p.grad().clone());
+    else
+      for (size_t i = 0; i < ps.size(); ++i) sum[i] = sum[i] + ps[i].grad();
+  }
+
+  opt.zero_grad();
+  auto [x, y] = batch_of(smp::dp_rank());
+  model.backward(smp::cross_entropy(model(x), y));
+  model.wait_for_gradients();
+  auto ps = model.parameters();
+  for (size_t i = 0; i < ps.size(); ++i)
+    expect_close(ps[i].grad(), sum[i] / static_cast<double>(smp::dp_size()), 1e-6,
+                 "grad " + std::to_string(i));
+
+  // step() must leave every replica with identical weights.
+  opt.step();
+  for (auto& p : model.parameters()) {
+    smp::Tensor first = p.detach().clone();
+    smp::comm(smp::CommGroup::DP_GROUP).broadcast(first, 0)->wait();
+    expect_close(p.detach(), first, 0, "weights after step");
+  }
+}
+
+TEST(DDP, BucketsFollowReverseRegistrationOrderAndTheCap) {
+  auto net = make_mlp();
+  smp::DistributedModel whole(net);  // 25 MiB: everything in one bucket
+  if (smp::dp_size() == 1) GTEST_SKIP() << "no reducer with one DP rank";
+  auto one = whole.bucket_layout();
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].front(), "4.bias");
+  EXPECT_EQ(one[0].back(), "0.weight");
+  EXPECT_EQ(one[0].size(), 6u);
+
+  // 16*8 + 8 floats = 544 bytes fit; 6*16 floats = 384 bytes more do not.
+  smp::DistributedModelOptions opts;
+  opts.bucket_cap_mb = 600.0 / (1024.0 * 1024.0);
+  smp::DistributedModel split(make_mlp(), opts);
+  auto layout = split.bucket_layout();
+  std::vector<std::vector<std::string>> expect = {
+      {"4.bias", "4.weight", "2.bias"}, {"2.weight", "0.bias"}, {"0.weight"}};
+  EXPECT_EQ(layout, expect);
+}
+
+TEST(DDP, UnusedParametersStillReduce) {
+  // Rank 0 leaves the last layer out of its loss; every rank must still finish the step.
+  if (smp::dp_size() == 1) GTEST_SKIP() << "nothing to reduce with one DP rank";
+  smp::manual_seed(9);
+  auto net = make_mlp();
+  smp::DistributedModel model(net);
+  smp::DistributedOptimizer opt(std::make_shared<smp::optim::SGD>(model.parameters(), 0.1));
+  opt.zero_grad();
+  auto [x, y] = batch_of(smp::dp_rank());
+  smp::Tensor h = (*net)[0]->operator()(x);
+  smp::Tensor loss = smp::dp_rank() == 0 ? h.sum() : smp::cross_entropy(model(x), y);
+  model.backward(loss);
+  opt.step();
+  auto last = net->named_parameters().back();
+  EXPECT_EQ(last.first, "4.bias");
+  ASSERT_TRUE(last.second.grad().defined());
+}
+
+TEST(DDP, BackwardTwiceWithoutStepIsAnError) {
+  if (smp::dp_size() == 1) GTEST_SKIP();
+  auto net = make_mlp();
+  smp::DistributedModel model(net);
+  auto [x, y] = batch_of(0);
+  model.backward(smp::cross_entropy(model(x), y));
+  EXPECT_THROW(model.backward(smp::cross_entropy(model(x), y)), smp::Error);
+  model.wait_for_gradients();
+}
+
+}  // namespace

@@ -1,0 +1,33 @@
+# cmake [-DEXPECT_FAILURE=ON] -DPATTERN1=re [-DPATTERN2=re ...] -P run_and_check.cmake -- CMD ARGS...
+# Runs CMD and checks its exit status (zero, or non-zero with EXPECT_FAILURE) and that its
+# combined stdout and stderr match every PATTERNn (PASS_REGULAR_EXPRESSION alone would ignore
+# the exit status and accept a match of any one pattern).
+set(_cmd)
+set(_after_dashes OFF)
+math(EXPR _last "${CMAKE_ARGC} - 1")
+foreach(_i RANGE 1 ${_last})
+  if(_after_dashes)
+    list(APPEND _cmd "${CMAKE_ARGV${_i}}")
+  elseif("${CMAKE_ARGV${_i}}" STREQUAL "--")
+    set(_after_dashes ON)
+  endif()
+endforeach()
+if(NOT _cmd)
+  message(FATAL_ERROR "run_and_check.cmake: no command after --")
+endif()
+
+execute_process(COMMAND ${_cmd} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+set(_all "${_out}${_err}")
+message("exit status: ${_rc}\n--- output ---\n${_all}--------------")
+if(EXPECT_FAILURE)
+  if(_rc EQUAL 0)
+    message(FATAL_ERROR "expected a non-zero exit status, got 0")
+  endif()
+elseif(NOT _rc EQUAL 0)
+  message(FATAL_ERROR "expected exit status 0, got ${_rc}")
+endif()
+foreach(_n 1 2 3 4 5 6)
+  if(DEFINED PATTERN${_n} AND NOT "${_all}" MATCHES "${PATTERN${_n}}")
+    message(FATAL_ERROR "output does not match: ${PATTERN${_n}}")
+  endif()
+endforeach()

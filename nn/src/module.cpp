@@ -45,6 +45,19 @@ void set_data(Tensor& t, const Tensor& src) {
 
 const std::vector<Module*>& current_module_stack() { return t_module_stack; }
 
+namespace {
+thread_local std::vector<int> t_partition_scopes;
+}
+
+PartitionScope::PartitionScope(int p) {
+  SMP_CHECK(p >= 0, "smp::partition({}): a partition index is >= 0", p);
+  t_partition_scopes.push_back(p);
+}
+PartitionScope::~PartitionScope() { t_partition_scopes.pop_back(); }
+int current_partition_scope() {
+  return t_partition_scopes.empty() ? -1 : t_partition_scopes.back();
+}
+
 ModuleCallScope::ModuleCallScope(Module* m) { t_module_stack.push_back(m); }
 ModuleCallScope::~ModuleCallScope() { t_module_stack.pop_back(); }
 

@@ -224,13 +224,42 @@ void DistributedModel::backward(const Tensor& loss) { backward({loss}, {}); }
 
 void DistributedModel::backward(const std::vector<Tensor>& tensors,
                                 const std::vector<Tensor>& grads) {
-  if (!reducer_) {
-    autograd::backward(tensors, grads);
+  std::vector<Tensor> g = grads;
+  bool last = true;  // reduce over the DP group after this backward
+  if (step_.active) {
+    const int mb = step_.current;
+    int& calls = step_.calls_per_microbatch[static_cast<size_t>(mb)];
+    SMP_CHECK(calls == 0,
+              "DistributedModel::backward: called twice in microbatch {} of this step; a step "
+              "function calls model.backward once",
+              mb);
+    ++calls;
+    ++step_.backward_calls;
+    last = step_.backward_calls == step_.microbatches;
+    if (options_.average_grads_across_microbatches && step_.microbatches > 1) {
+      // Each microbatch's loss is a mean over its rows: 1/M of each gradient adds up to the
+      // gradient of the whole batch's mean, as one unsplit step would compute it.
+      const double scale = 1.0 / step_.microbatches;
+      if (g.empty()) {
+        for (const Tensor& t : tensors) {
+          SMP_CHECK(t.numel() == 1,
+                    "DistributedModel::backward: a tensor of {} elements needs explicit gradients "
+                    "(backward(tensors, grads)); only a scalar loss has an implied one",
+                    t.numel());
+          g.push_back(full_like(t, scale));
+        }
+      } else {
+        for (Tensor& x : g) x = x * scale;
+      }
+    }
+  }
+  if (!reducer_ || !last) {
+    autograd::backward(tensors, g);
     return;
   }
   reducer_->begin_backward();
   try {
-    autograd::backward(tensors, grads);
+    autograd::backward(tensors, g);
   } catch (...) {
     // Leave the reducer consistent; the caller's error will bring the job down.
     reducer_->end_backward();

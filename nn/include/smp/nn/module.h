@@ -33,6 +33,18 @@ class ModuleCallScope {
   ModuleCallScope& operator=(const ModuleCallScope&) = delete;
 };
 
+/// RAII: modules constructed on this thread while it lives are assigned pipeline partition
+/// `p` (innermost scope wins). smp::partition is the user-facing name.
+class PartitionScope {
+ public:
+  explicit PartitionScope(int p);
+  ~PartitionScope();
+  PartitionScope(const PartitionScope&) = delete;
+  PartitionScope& operator=(const PartitionScope&) = delete;
+};
+/// The partition of the innermost PartitionScope on this thread, or -1.
+int current_partition_scope();
+
 /// A tree of modules owning parameters (trainable leaves) and buffers (state such as batch
 /// norm's running statistics), all enumerated in registration order with PyTorch's names.
 class Module : public std::enable_shared_from_this<Module> {
@@ -101,6 +113,11 @@ class Module : public std::enable_shared_from_this<Module> {
   /// Total number of parameter elements.
   int64_t num_parameters() const;
 
+  /// Pipeline partition given by a PartitionScope at construction or by set_partition;
+  /// -1 when none was given (the pipeline then decides).
+  int partition() const { return partition_; }
+  void set_partition(int p) { partition_ = p; }
+
  private:
   void register_module_impl(const std::string& name, std::shared_ptr<Module> m);
   void replace_module_impl(const std::string& name, std::shared_ptr<Module> m);
@@ -113,6 +130,7 @@ class Module : public std::enable_shared_from_this<Module> {
   std::deque<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  int partition_ = current_partition_scope();
 };
 
 }  // namespace smp::nn

@@ -29,7 +29,8 @@ struct DistributedModelOptions {
 
 namespace detail {
 class GradReducer;
-}
+struct StepAccess;
+}  // namespace detail
 
 /// Wraps the one model of a program. With dp_size() > 1 it broadcasts parameters and buffers
 /// from the first rank of each DP group, and during backward() averages gradients over the
@@ -45,7 +46,9 @@ class DistributedModel {
   /// The wrapped module's forward.
   Tensor operator()(const Tensor& x);
   /// Replaces loss.backward(): runs backward and starts (or completes the launch of) every
-  /// gradient bucket's reduction. DistributedOptimizer::step waits for them.
+  /// gradient bucket's reduction. DistributedOptimizer::step waits for them. Inside smp::step
+  /// it is called once per microbatch: gradients are scaled by 1/microbatches (with
+  /// average_grads_across_microbatches) and reduced over the DP group after the last one.
   void backward(const Tensor& loss);
   /// backward of several outputs with given gradients (SMP's backward(tensors, grads)).
   void backward(const std::vector<Tensor>& tensors, const std::vector<Tensor>& grads);
@@ -81,9 +84,20 @@ class DistributedModel {
   std::vector<std::vector<std::string>> bucket_layout() const;
 
  private:
+  friend struct detail::StepAccess;
+  /// What smp::step tracks while it runs this model's microbatches.
+  struct StepState {
+    bool active = false;
+    int microbatches = 1;
+    int current = 0;         ///< microbatch whose step function is running
+    int backward_calls = 0;  ///< over the whole step
+    std::vector<int> calls_per_microbatch;
+  };
+
   std::shared_ptr<nn::Module> module_;
   DistributedModelOptions options_;
   std::shared_ptr<detail::GradReducer> reducer_;  // null when dp_size() == 1
+  StepState step_;
 };
 
 /// Wraps an optimizer: step() first waits for the gradient reductions of every live

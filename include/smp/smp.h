@@ -34,6 +34,7 @@
 #include <smp/parallel/comm.h>
 #include <smp/parallel/config.h>
 #include <smp/parallel/distributed.h>
+#include <smp/parallel/executor.h>
 #include <smp/parallel/partition.h>
 #include <smp/parallel/runtime.h>
 #include <smp/parallel/schedule.h>

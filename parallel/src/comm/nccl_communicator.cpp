@@ -22,6 +22,7 @@
 #if SMP_WITH_NCCL
 
 #include <nccl.h>
+#include <smp/engine/device.h>
 
 #include <chrono>
 #include <cstring>
@@ -477,6 +478,12 @@ class NcclCommunicator final : public Communicator {
 
 std::shared_ptr<Communicator> make_nccl_communicator(Communicator& mpi, std::string name,
                                                      int device) {
+  // Checked before anything collective, so every rank of a GPU-less machine refuses alike.
+  if (device < 0 || device >= cuda::device_count())
+    throw CommError(fmt::format(
+        "smp: cannot make an NCCL communicator for {} on cuda:{}: this process sees {} CUDA "
+        "device(s)",
+        name, device, cuda::device_count()));
   return std::make_shared<NcclCommunicator>(mpi, std::move(name), device);
 }
 

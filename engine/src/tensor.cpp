@@ -39,7 +39,19 @@ bool Tensor::is_alias_of(const Tensor& o) const {
   return defined() && o.defined() && storage() && storage() == o.storage();
 }
 
+namespace {
+// A meta tensor that a pipeline partition holds is a value computed on another rank.
+void check_held_here(const Tensor& t, const char* op) {
+  int p = t.unsafe_impl()->partition;
+  SMP_CHECK(!t.is_meta() || p < 0,
+            "{}: the value is held by pipeline partition {} and is not available on this rank "
+            "(shape {}); read it outside the step, or from the step's outputs",
+            op, p, ops::shape_str(t.sizes()));
+}
+}  // namespace
+
 void* Tensor::data_ptr() const {
+  check_held_here(*this, "data_ptr");
   SMP_CHECK(!is_meta(),
             "data_ptr: this tensor is on the meta device and has no data on this process "
             "(shape {})", ops::shape_str(sizes()));
@@ -50,8 +62,10 @@ void* Tensor::data_ptr() const {
 Scalar Tensor::item() const {
   SMP_CHECK(numel() == 1, "item: expected a tensor with one element, got shape {}",
             ops::shape_str(sizes()));
+  check_held_here(*this, "item");
   SMP_CHECK(!is_meta(),
             "item: the value is on the meta device, so it has no data on this process");
+  detail::PlacementSuspend reading;  // reads this rank's value: no op of the program
   Tensor h = is_cpu() ? *this : cpu();
   return SMP_DISPATCH_ALL(dtype(), "item", [&]() -> Scalar {
     return Scalar(*static_cast<const scalar_t*>(h.data_ptr()));
@@ -60,7 +74,9 @@ Scalar Tensor::item() const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  check_held_here(*this, "to_vector");
   SMP_CHECK(!is_meta(), "to_vector: a meta tensor has no data on this process");
+  detail::PlacementSuspend reading;
   Tensor h = to(Device(kCPU), dtype_of<T>).contiguous();
   const T* p = static_cast<const T*>(h.data_ptr());
   return std::vector<T>(p, p + h.numel());
@@ -74,6 +90,8 @@ template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
 template <>
 std::vector<bool> Tensor::to_vector<bool>() const {
+  check_held_here(*this, "to_vector");
+  detail::PlacementSuspend reading;
   auto bytes = to(kUInt8).to_vector<uint8_t>();
   return std::vector<bool>(bytes.begin(), bytes.end());
 }
@@ -81,11 +99,13 @@ std::vector<bool> Tensor::to_vector<bool>() const {
 // ---- conversion ---------------------------------------------------------------------
 
 Tensor Tensor::contiguous() const {
+  SMP_PLACE_OP("contiguous", *this);
   if (is_contiguous()) return *this;
   return clone();
 }
 
 Tensor Tensor::clone() const {
+  SMP_PLACE_OP("clone", *this);
   Tensor out = ops::empty_out(sizes(), dtype(), device());
   ops::copy_into(out, *this);
   autograd::record("CloneBackward", {*this}, {out},
@@ -94,6 +114,7 @@ Tensor Tensor::clone() const {
 }
 
 Tensor Tensor::to(const TensorOptions& o) const {
+  SMP_PLACE_OP("to", *this);
   Device d = o.has_device() ? o.device() : device();
   Dtype t = o.has_dtype() ? o.dtype() : dtype();
   if (d == device() && t == dtype()) return *this;
@@ -208,6 +229,7 @@ Tensor tensor(const std::vector<T>& values, const Shape& shape, const TensorOpti
   Shape s = shape.empty() ? Shape{static_cast<int64_t>(values.size())} : shape;
   SMP_CHECK(ops::numel_of(s) == static_cast<int64_t>(values.size()),
             "tensor: {} values do not fill shape {}", values.size(), ops::shape_str(s));
+  detail::HookPause factory;  // a factory, not an op: the copy to o's device is part of it
   Tensor host = from_data(values.data(), s, TensorOptions(dtype_of<T>));
   return finish(host.to(TensorOptions(o.has_dtype() ? o.dtype() : dtype_of<T>).device(o.device())), o);
 }
@@ -245,6 +267,7 @@ std::string Tensor::to_string() const {
   if (requires_grad()) suffix += ", requires_grad=True";
   if (is_meta())
     return fmt::format("tensor(..., size={}{})", ops::shape_str(sizes()), suffix);
+  detail::PlacementSuspend reading;
   Tensor h = cpu().contiguous();
   bool fp = is_floating_point();
   std::vector<double> v = fp || dtype() == kInt64 ? h.to(kFloat64).to_vector<double>()
@@ -364,7 +387,7 @@ void Tensor::retain_grad() const {
   grad_fn()->pre_hooks.emplace_back(m.output_nr, [weak](const Tensor& g) {
     if (auto p = weak.lock()) {
       auto& mm = *p->autograd;
-      mm.grad = mm.grad.defined() ? mm.grad + g : g.clone();
+      mm.grad = mm.grad.defined() ? ops::sum_gradients(mm.grad, g) : g.clone();
     }
     return Tensor();
   });

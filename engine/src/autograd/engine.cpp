@@ -60,13 +60,18 @@ class AccumulateGrad final : public Node {
     if (!g.defined()) return {};
     NoGradGuard ng;
     if (g.dtype() != leaf.dtype()) g = ops::cast_to(g, leaf.dtype());
-    if (!meta.grad.defined()) {
+    // A meta gradient was computed on another rank: it only fills an empty .grad() (with
+    // shapes), and a real one replaces it.
+    bool replace = meta.grad.defined() && meta.grad.is_meta() && !g.is_meta();
+    if (!meta.grad.defined() || replace) {
       // Take the buffer if nothing else can see it, else copy, so .grad() never aliases
       // another tensor that a later in-place update would also change.
-      bool owned = g.is_contiguous() && g.storage() && g.storage().use_count() == 1 &&
-                   g.impl_ptr().use_count() == 1 && g.sizes() == leaf.sizes();
+      // A meta gradient has no data to alias (and keeps the partition that computed it).
+      bool owned = g.sizes() == leaf.sizes() &&
+                   (g.is_meta() || (g.is_contiguous() && g.storage() &&
+                                    g.storage().use_count() == 1 && g.impl_ptr().use_count() == 1));
       meta.grad = owned ? g.detach() : g.expand(leaf.sizes()).clone();
-    } else {
+    } else if (!g.is_meta()) {
       meta.grad.add_(g);
     }
     for (auto& h : meta.post_accumulate_hooks) h(meta.grad);
@@ -104,6 +109,7 @@ std::shared_ptr<Node> record(const std::string& name, const std::vector<Tensor>&
                              const std::vector<Tensor>& outputs, FunctionNode::BackwardFn backward) {
   if (!any_requires_grad(inputs)) return nullptr;
   auto node = std::make_shared<FunctionNode>(name, std::move(backward));
+  if (const Placement* p = current_placement()) node->placement = *p;
   auto& edges = node->mutable_next_edges();
   edges.reserve(inputs.size());
   for (const auto& t : inputs) edges.push_back(t.defined() ? gradient_edge(t) : Edge{});
@@ -133,6 +139,38 @@ uint64_t priority_of(const Node* n) {
   return n->is_accumulate_grad() ? UINT64_MAX : n->sequence_nr();
 }
 
+// A tensor of t's shape and dtype on meta, in the current placement's partition.
+Tensor meta_like(const Tensor& t) { return ops::empty_out(t.sizes(), t.dtype(), Device(kMeta)); }
+
+// Runs a node placed by the pipeline, under a guard of its placement already open. A node that
+// ran here gets real gradients (meta gradients would mean the values to differentiate were
+// never received); if every gradient it gets is meta, the contributions were all computed on
+// other ranks, so its backward runs on meta here. A node that ran elsewhere makes only meta
+// gradients, whatever reached it.
+std::vector<Tensor> apply_placed(Node& n, Placement p, std::vector<Tensor>&& in) {
+  bool any_real = false, any_meta = false;
+  for (const auto& g : in) {
+    if (!g.defined()) continue;
+    (g.is_meta() ? any_meta : any_real) = true;
+  }
+  if (p.local && any_meta) {
+    SMP_CHECK(!any_real,
+              "backward: {} ran on this rank (pipeline partition {}) but got a meta gradient for "
+              "one output beside real ones for others; gradients computed on another rank must "
+              "be received (by a tensor hook) before the node runs",
+              n.name(), p.partition);
+    p.local = false;
+  }
+  if (p.local) return n.apply(std::move(in));
+  PlacementGuard elsewhere(p);
+  for (auto& g : in)
+    if (g.defined() && !g.is_meta()) g = meta_like(g);
+  std::vector<Tensor> out = n.apply(std::move(in));
+  for (auto& g : out)
+    if (g.defined() && !g.is_meta()) g = meta_like(g);
+  return out;
+}
+
 // Shared walk for backward() and grad(). With `captures`, the gradients arriving at those
 // edges are returned instead of flowing further, and only nodes leading to them run.
 std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
@@ -140,6 +178,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
   SMP_CHECK(grads.empty() || grads.size() == roots.size(),
             "backward: got {} tensors but {} gradients", roots.size(), grads.size());
   NoGradGuard no_grad;  // backward formulas are not themselves recorded
+  // Placement was decided in forward: nodes carry it, and the engine's own sums never ask.
+  detail::PlacementSuspend unplaced;
 
   std::vector<Edge> root_edges;
   std::vector<Tensor> root_grads;
@@ -210,7 +250,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     auto& buf = buffers[n];
     if (buf.size() < n->num_outputs()) buf.resize(std::max<uint32_t>(n->num_outputs(), nr + 1));
     if (!buf[nr].defined()) buf[nr] = g;
-    else buf[nr] = buf[nr] + g;
+    else buf[nr] = ops::sum_gradients(buf[nr], g);
   };
 
   std::priority_queue<Task> ready;
@@ -218,8 +258,8 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     if (captures) {
       auto it = capture_index.find({root_edges[i].node.get(), root_edges[i].input_nr});
       if (it != capture_index.end()) {
-        captured[it->second] = captured[it->second].defined() ? captured[it->second] + root_grads[i]
-                                                              : root_grads[i];
+        Tensor& c = captured[it->second];
+        c = c.defined() ? ops::sum_gradients(c, root_grads[i]) : root_grads[i];
       }
     }
     add_grad(root_edges[i].node.get(), root_edges[i].input_nr, root_grads[i]);
@@ -242,13 +282,19 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
     bool run = !captures || needed.count(n);
     std::vector<Tensor> out;
     if (run) {
+      std::optional<PlacementGuard> placed;
+      if (n->placement) placed.emplace(*n->placement);
       for (auto& [nr, hook] : n->pre_hooks) {
         if (nr < in.size() && in[nr].defined()) {
           Tensor r = hook(in[nr]);
           if (r.defined()) in[nr] = r;
         }
       }
-      out = n->apply(std::move(in));
+      if (n->placement) {
+        out = apply_placed(*n, *n->placement, std::move(in));
+      } else {
+        out = n->apply(std::move(in));
+      }
       if (!retain_graph) n->release_variables();
     }
     const auto& edges = n->next_edges();
@@ -261,7 +307,7 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
           auto it = capture_index.find({next, e.input_nr});
           if (it != capture_index.end()) {
             Tensor& c = captured[it->second];
-            c = c.defined() ? c + out[i] : out[i];
+            c = c.defined() ? ops::sum_gradients(c, out[i]) : out[i];
           }
         }
         add_grad(next, e.input_nr, out[i]);

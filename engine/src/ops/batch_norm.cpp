@@ -30,6 +30,7 @@ void check_channel_vector(const Tensor& t, int64_t c, Dtype dt, const char* name
 Tensor batch_norm(const Tensor& input, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight, const Tensor& bias, bool training, double momentum,
                   double eps) {
+  SMP_PLACE_OP("batch_norm", input, running_mean, running_var, weight, bias);
   ops::check_defined(input, "batch_norm", "input");
   SMP_CHECK(input.dim() >= 2,
             "batch_norm: expected an input of at least 2 dims (N, C, ...), got {}",

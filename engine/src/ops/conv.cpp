@@ -27,6 +27,7 @@ IntList pair_arg(const IntList& v, const char* op, const char* name) {
 
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias, IntList stride,
               IntList padding, IntList dilation, int64_t groups) {
+  SMP_PLACE_OP("conv2d", input, weight, bias);
   ops::check_defined(input, "conv2d", "input");
   ops::check_defined(weight, "conv2d", "weight");
   if (input.dim() == 3)

@@ -5,6 +5,7 @@
 namespace smp {
 
 Tensor dropout(const Tensor& input, double p, bool training) {
+  SMP_PLACE_OP("dropout", input);
   ops::check_defined(input, "dropout", "input");
   SMP_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability has to be between 0 and 1, got {}", p);
   if (!training || p == 0.0) return input;

@@ -54,7 +54,7 @@ void check_inplace(const Tensor& t, const char* op) {
             op);
 }
 
-bool runs_kernel(const Tensor& out) { return !out.is_meta() && out.numel() > 0; }
+using ops::runs_kernel;
 
 // A 0-dim CPU tensor may meet a tensor on another device (PyTorch allows it): move it over.
 void align_devices(Tensor& a, Tensor& b, const char* op) {
@@ -110,6 +110,7 @@ Tensor unary_raw(UnaryOp op, const Tensor& a, Dtype dt) {
 // ---- binary ops with autograd -----------------------------------------------------------
 
 Tensor add_impl(const Tensor& a, const Tensor& b, const Scalar& alpha, bool subtract) {
+  SMP_PLACE_OP(subtract ? "sub" : "add", a, b);
   const char* name = subtract ? "sub" : "add";
   Tensor out = binary_raw(subtract ? BinaryOp::Sub : BinaryOp::Add, a, b, alpha, name);
   if (out.is_floating_point()) {
@@ -127,6 +128,7 @@ Tensor add_impl(const Tensor& a, const Tensor& b, const Scalar& alpha, bool subt
 }
 
 Tensor mul_impl(const Tensor& a, const Tensor& b) {
+  SMP_PLACE_OP("mul", a, b);
   Tensor out = binary_raw(BinaryOp::Mul, a, b, 1, "mul");
   if (out.is_floating_point()) {
     bool ra = a.requires_grad(), rb = b.requires_grad();
@@ -141,6 +143,7 @@ Tensor mul_impl(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div_impl(const Tensor& a, const Tensor& b) {
+  SMP_PLACE_OP("div", a, b);
   Tensor out = binary_raw(BinaryOp::Div, a, b, 1, "div");
   bool ra = a.requires_grad(), rb = b.requires_grad();
   autograd::record("DivBackward", {a, b}, {out}, [a, b, ra, rb](const Grads& g) {
@@ -155,6 +158,7 @@ Tensor div_impl(const Tensor& a, const Tensor& b) {
 
 Tensor scalar_op(BinaryOp op, const Tensor& a, const Scalar& s, bool scalar_first,
                  const char* name) {
+  SMP_PLACE_OP(name, a);
   Tensor out = scalar_raw(op, a, s, scalar_first, name);
   if (!out.is_floating_point()) return out;
   double v = s.to_double();
@@ -188,6 +192,7 @@ Tensor scalar_op(BinaryOp op, const Tensor& a, const Scalar& s, bool scalar_firs
 
 Tensor max_min_impl(const Tensor& a, const Tensor& b, bool is_max) {
   const char* name = is_max ? "maximum" : "minimum";
+  SMP_PLACE_OP(name, a, b);
   Tensor out = binary_raw(is_max ? BinaryOp::Maximum : BinaryOp::Minimum, a, b, 1, name);
   if (out.is_floating_point()) {
     autograd::record(is_max ? "MaximumBackward" : "MinimumBackward", {a, b}, {out},
@@ -207,12 +212,13 @@ Tensor max_min_impl(const Tensor& a, const Tensor& b, bool is_max) {
 
 Tensor& inplace_binary(Tensor& self, BinaryOp op, Tensor other, const Scalar& alpha,
                        const char* name) {
+  SMP_PLACE_OP(name, self, other);
   ops::check_defined(self, name, "self");
   ops::check_defined(other, name, "other");
   check_inplace(self, name);
   Tensor s = self;
   align_devices(s, other, name);
-  SMP_CHECK(s.device() == self.device(), "{}: expected other on {}, got {}", name,
+  SMP_CHECK(ops::devices_agree(s.device(), self.device()), "{}: expected other on {}, got {}", name,
             self.device().str(), other.device().str());
   Shape shape = broadcast_shapes(self.sizes(), other.sizes(), name);
   SMP_CHECK(shape == self.sizes(), "{}: output with shape {} doesn't match the broadcast shape {}",
@@ -263,6 +269,7 @@ Tensor& inplace_binary(Tensor& self, BinaryOp op, Tensor other, const Scalar& al
 }
 
 Tensor& inplace_scalar(Tensor& self, BinaryOp op, const Scalar& s, const char* name) {
+  SMP_PLACE_OP(name, self);
   ops::check_defined(self, name, "self");
   check_inplace(self, name);
   Dtype rt = result_type(self.dtype(), s);
@@ -303,10 +310,12 @@ Tensor activation(UnaryOp op, BinaryOp backward_op, bool uses_output, const Tens
 }
 
 Tensor comparison(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
+  SMP_PLACE_OP(name, a, b);
   return binary_raw(op, a, b, 1, name);
 }
 
 Tensor comparison(BinaryOp op, const Tensor& a, const Scalar& s, const char* name) {
+  SMP_PLACE_OP(name, a);
   return scalar_raw(op, a, s, false, name);
 }
 
@@ -343,6 +352,7 @@ Tensor where_impl(const Tensor& cond, Tensor a, Tensor b) {
 }
 
 Tensor clamp_impl(const Tensor& a, std::optional<Scalar> min, std::optional<Scalar> max) {
+  SMP_PLACE_OP("clamp", a);
   ops::check_defined(a, "clamp", "self");
   SMP_CHECK(min || max, "clamp: at least one of 'min' or 'max' must be given");
   Dtype dt = a.dtype();
@@ -468,6 +478,7 @@ Tensor minimum(const Tensor& a, const Tensor& b) { return max_min_impl(a, b, fal
 // ---- unary ------------------------------------------------------------------------------
 
 Tensor Tensor::neg() const {
+  SMP_PLACE_OP("neg", *this);
   ops::check_defined(*this, "neg", "self");
   SMP_CHECK(dtype() != kBool, "neg: negation of a bool tensor is not supported; use logical not");
   Tensor out = unary_raw(UnaryOp::Neg, *this, dtype());
@@ -476,6 +487,7 @@ Tensor Tensor::neg() const {
 }
 
 Tensor Tensor::exp() const {
+  SMP_PLACE_OP("exp", *this);
   Tensor out = float_unary(UnaryOp::Exp, *this, "exp");
   Tensor y = out.detach();
   autograd::record("ExpBackward", {*this}, {out}, [y](const Grads& g) { return Grads{g[0] * y}; });
@@ -483,6 +495,7 @@ Tensor Tensor::exp() const {
 }
 
 Tensor Tensor::log() const {
+  SMP_PLACE_OP("log", *this);
   Tensor out = float_unary(UnaryOp::Log, *this, "log");
   Tensor x = *this;
   autograd::record("LogBackward", {x}, {out}, [x](const Grads& g) { return Grads{g[0] / x}; });
@@ -490,6 +503,7 @@ Tensor Tensor::log() const {
 }
 
 Tensor Tensor::sqrt() const {
+  SMP_PLACE_OP("sqrt", *this);
   Tensor out = float_unary(UnaryOp::Sqrt, *this, "sqrt");
   Tensor y = out.detach();
   autograd::record("SqrtBackward", {*this}, {out},
@@ -498,6 +512,7 @@ Tensor Tensor::sqrt() const {
 }
 
 Tensor Tensor::rsqrt() const {
+  SMP_PLACE_OP("rsqrt", *this);
   Tensor out = float_unary(UnaryOp::Rsqrt, *this, "rsqrt");
   Tensor y = out.detach();
   autograd::record("RsqrtBackward", {*this}, {out},
@@ -506,6 +521,7 @@ Tensor Tensor::rsqrt() const {
 }
 
 Tensor Tensor::abs() const {
+  SMP_PLACE_OP("abs", *this);
   ops::check_defined(*this, "abs", "self");
   Tensor out = unary_raw(UnaryOp::Abs, *this, dtype());
   Tensor x = *this;
@@ -516,6 +532,7 @@ Tensor Tensor::abs() const {
 }
 
 Tensor Tensor::square() const {
+  SMP_PLACE_OP("square", *this);
   ops::check_defined(*this, "square", "self");
   Tensor out = unary_raw(UnaryOp::Square, *this, dtype() == kBool ? kInt64 : dtype());
   Tensor x = *this;
@@ -525,6 +542,7 @@ Tensor Tensor::square() const {
 }
 
 Tensor Tensor::pow(const Scalar& exponent) const {
+  SMP_PLACE_OP("pow", *this);
   ops::check_defined(*this, "pow", "self");
   Tensor x = *this;
   double e = exponent.to_double();
@@ -553,18 +571,22 @@ Tensor Tensor::clamp_min(const Scalar& min) const { return clamp_impl(*this, min
 Tensor Tensor::clamp_max(const Scalar& max) const { return clamp_impl(*this, std::nullopt, max); }
 
 Tensor Tensor::relu() const {
+  SMP_PLACE_OP("relu", *this);
   ops::check_defined(*this, "relu", "self");
   if (!is_floating_point()) return unary_raw(UnaryOp::Relu, *this, dtype());
   return activation(UnaryOp::Relu, BinaryOp::ReluBackward, false, *this, "relu", "ReluBackward");
 }
 Tensor Tensor::sigmoid() const {
+  SMP_PLACE_OP("sigmoid", *this);
   return activation(UnaryOp::Sigmoid, BinaryOp::SigmoidBackward, true, *this, "sigmoid",
                     "SigmoidBackward");
 }
 Tensor Tensor::tanh() const {
+  SMP_PLACE_OP("tanh", *this);
   return activation(UnaryOp::Tanh, BinaryOp::TanhBackward, true, *this, "tanh", "TanhBackward");
 }
 Tensor Tensor::gelu(const std::string& approximate) const {
+  SMP_PLACE_OP("gelu", *this);
   SMP_CHECK(approximate == "none" || approximate == "tanh",
             "gelu: approximate must be \"none\" or \"tanh\", got \"{}\"", approximate);
   if (approximate == "tanh")
@@ -612,14 +634,17 @@ Tensor ge(const Tensor& a, const Tensor& b) { return a.ge(b); }
 // ---- where ----------------------------------------------------------------------------------
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  SMP_PLACE_OP("where", cond, a, b);
   return where_impl(cond, a, b);
 }
 Tensor where(const Tensor& cond, const Tensor& a, const Scalar& b) {
+  SMP_PLACE_OP("where", cond, a);
   ops::check_defined(a, "where", "input");
   return where_impl(cond, a,
                     scalar_tensor(b, TensorOptions(result_type(a.dtype(), b)).device(a.device())));
 }
 Tensor where(const Tensor& cond, const Scalar& a, const Tensor& b) {
+  SMP_PLACE_OP("where", cond, b);
   ops::check_defined(b, "where", "other");
   return where_impl(
       cond, scalar_tensor(a, TensorOptions(result_type(b.dtype(), a)).device(b.device())), b);
@@ -631,6 +656,7 @@ namespace {
 Tensor& addc_impl(Tensor& self, const Tensor& t1, const Tensor& t2, const Scalar& value,
                   bool divide) {
   const char* name = divide ? "addcdiv_" : "addcmul_";
+  SMP_PLACE_OP(name, self, t1, t2);
   ops::check_defined(self, name, "self");
   ops::check_defined(t1, name, "tensor1");
   ops::check_defined(t2, name, "tensor2");
@@ -679,6 +705,7 @@ Tensor& Tensor::addcdiv_(const Tensor& t1, const Tensor& t2, const Scalar& value
 }
 
 Tensor& Tensor::sqrt_() {
+  SMP_PLACE_OP("sqrt_", *this);
   ops::check_defined(*this, "sqrt_", "self");
   check_inplace(*this, "sqrt_");
   SMP_CHECK(is_floating_point(), "sqrt_: expected a floating-point tensor, got {}",
@@ -694,6 +721,7 @@ Tensor& Tensor::sqrt_() {
 }
 
 Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
+  SMP_PLACE_OP("clamp_", *this);
   ops::check_defined(*this, "clamp_", "self");
   check_inplace(*this, "clamp_");
   SMP_CHECK(min || max, "clamp_: at least one of 'min' or 'max' must be given");

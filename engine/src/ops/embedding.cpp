@@ -8,6 +8,7 @@ using ops::shape_str;
 // padding_idx < 0 means "no padding row" (the declared default is -1); a padding row's
 // embedding is looked up normally but never receives a gradient.
 Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx) {
+  SMP_PLACE_OP("embedding", weight, indices);
   ops::check_dim(weight, 2, "embedding", "weight");
   ops::check_defined(indices, "embedding", "indices");
   SMP_CHECK(indices.dtype() == kInt64 || indices.dtype() == kInt32,

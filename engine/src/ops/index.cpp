@@ -18,6 +18,7 @@ void check_index(const Tensor& index, const char* op) {
 }  // namespace
 
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
+  SMP_PLACE_OP("index_select", a, index);
   ops::check_defined(a, "index_select", "self");
   check_index(index, "index_select");
   Device dev = ops::common_device({a, index}, "index_select");
@@ -47,6 +48,7 @@ Tensor Tensor::index_select(int64_t dim, const Tensor& index) const {
 }
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  SMP_PLACE_OP("cat", tensors);
   SMP_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i)
     SMP_CHECK(tensors[i].defined(), "cat: tensor {} is undefined", i);
@@ -115,6 +117,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  SMP_PLACE_OP("stack", tensors);
   SMP_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i) {
     SMP_CHECK(tensors[i].defined(), "stack: tensor {} is undefined", i);

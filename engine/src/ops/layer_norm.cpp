@@ -16,6 +16,7 @@ Tensor param_for_kernel(const Tensor& p, Dtype dt) {
 
 Tensor layer_norm(const Tensor& input, const Shape& normalized_shape, const Tensor& weight,
                   const Tensor& bias, double eps) {
+  SMP_PLACE_OP("layer_norm", input, weight, bias);
   ops::check_floating(input, "layer_norm", "input");
   int64_t k = static_cast<int64_t>(normalized_shape.size());
   SMP_CHECK(k >= 1, "layer_norm: normalized_shape must not be empty");

@@ -62,16 +62,21 @@ Tensor addmm_impl(const Tensor& self, const Tensor& a, const Tensor& b, double b
 
 }  // namespace
 
-Tensor mm(const Tensor& a, const Tensor& b) { return addmm_impl(Tensor(), a, b, 0.0, 1.0, "mm"); }
+Tensor mm(const Tensor& a, const Tensor& b) {
+  SMP_PLACE_OP("mm", a, b);
+  return addmm_impl(Tensor(), a, b, 0.0, 1.0, "mm");
+}
 Tensor Tensor::mm(const Tensor& other) const { return smp::mm(*this, other); }
 
 Tensor addmm(const Tensor& self, const Tensor& m1, const Tensor& m2, const Scalar& beta,
              const Scalar& alpha) {
+  SMP_PLACE_OP("addmm", self, m1, m2);
   ops::check_defined(self, "addmm", "self");
   return addmm_impl(self, m1, m2, beta.to_double(), alpha.to_double(), "addmm");
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  SMP_PLACE_OP("bmm", a, b);
   check_float_operands(a, b, "bmm");
   SMP_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-D batches of matrices, got {} and {}",
             shape_str(a.sizes()), shape_str(b.sizes()));
@@ -99,6 +104,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 Tensor Tensor::bmm(const Tensor& other) const { return smp::bmm(*this, other); }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  SMP_PLACE_OP("linear", x, weight, bias);
   check_float_operands(x, weight, "linear");
   SMP_CHECK(weight.dim() == 2, "linear: expected a 2-D weight (out_features, in_features), got {}",
             shape_str(weight.sizes()));
@@ -144,6 +150,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  SMP_PLACE_OP("matmul", a, b);
   check_float_operands(a, b, "matmul");
   int64_t da = a.dim(), db = b.dim();
   SMP_CHECK(da >= 1 && db >= 1, "matmul: both arguments need at least 1 dim, got {} and {}",

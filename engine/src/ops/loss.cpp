@@ -39,6 +39,7 @@ Tensor nll_loss_2d(const Tensor& input, const Tensor& target_in, Reduction reduc
 
 Tensor nll_loss(const Tensor& input, const Tensor& target, Reduction reduction,
                 int64_t ignore_index) {
+  SMP_PLACE_OP("nll_loss", input, target);
   ops::check_floating(input, "nll_loss", "input");
   ops::check_defined(target, "nll_loss", "target");
   SMP_CHECK(target.dtype() == kInt64 || target.dtype() == kInt32,
@@ -70,6 +71,7 @@ Tensor nll_loss(const Tensor& input, const Tensor& target, Reduction reduction,
 
 Tensor cross_entropy(const Tensor& input, const Tensor& target, Reduction reduction,
                      int64_t ignore_index) {
+  SMP_PLACE_OP("cross_entropy", input, target);
   ops::check_floating(input, "cross_entropy", "input");
   SMP_CHECK(input.dim() >= 1,
             "cross_entropy: expected an input of shape (N, C) or (C), got a 0-D tensor");
@@ -77,6 +79,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, Reduction reduct
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  SMP_PLACE_OP("mse_loss", input, target);
   ops::check_floating(input, "mse_loss", "input");
   ops::check_defined(target, "mse_loss", "target");
   Tensor sq = (input - target).square();

@@ -46,9 +46,15 @@ int64_t numel_of(const Shape& shape) {
 std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 Device common_device(const std::vector<Tensor>& ts, const char* op) {
+  const Placement* placed = detail::t_placement.scope;
   const Tensor* first = nullptr;
   for (const auto& t : ts) {
     if (!t.defined()) continue;
+    // Placed ops see inputs held elsewhere as meta beside real ones: only real devices must agree.
+    if (placed && first && (t.is_meta() || first->is_meta())) {
+      if (first->is_meta()) first = &t;
+      continue;
+    }
     if (!first) {
       first = &t;
       continue;
@@ -58,7 +64,12 @@ Device common_device(const std::vector<Tensor>& ts, const char* op) {
               t.device().str());
   }
   SMP_CHECK(first != nullptr, "{}: no defined tensor argument", op);
+  if (placed && !placed->local) return Device(kMeta);
   return first->device();
+}
+
+bool devices_agree(const Device& a, const Device& b) {
+  return a == b || (detail::t_placement.scope && (a.is_meta() || b.is_meta()));
 }
 
 void check_defined(const Tensor& t, const char* op, const char* arg) {
@@ -79,6 +90,10 @@ void check_dim(const Tensor& t, int64_t ndim, const char* op, const char* arg) {
 
 Tensor empty_out(const Shape& shape, Dtype dtype, Device device) {
   auto impl = std::make_shared<TensorImpl>();
+  if (const Placement* p = detail::t_placement.scope) {
+    impl->partition = p->partition;
+    if (!p->local) device = Device(kMeta);
+  }
   impl->sizes = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -97,6 +112,14 @@ Tensor make_view(const Tensor& t, const Shape& sizes, const Shape& strides, int6
   impl->dtype = t.dtype();
   impl->device = t.device();
   impl->partition = t.unsafe_impl()->partition;
+  if (const Placement* p = detail::t_placement.scope) {
+    impl->partition = p->partition;
+    if (!p->local && !t.is_meta()) {
+      impl->device = Device(kMeta);
+      impl->storage =
+          std::make_shared<Storage>(t.storage() ? t.storage()->nbytes() : 0, Device(kMeta));
+    }
+  }
   return Tensor(impl);
 }
 
@@ -130,14 +153,14 @@ Tensor contiguous_nograd(const Tensor& t) {
 }
 
 void fill_(const Tensor& t, const Scalar& v) {
-  if (t.is_meta() || t.numel() == 0) return;
+  if (!runs_kernel(t)) return;
   SMP_KERNEL(fill, t.device())(t, v);
 }
 
 void copy_into(const Tensor& dst, const Tensor& src) {
   SMP_CHECK(dst.sizes() == src.sizes(), "copy: shapes differ, destination {} and source {}",
             shape_str(dst.sizes()), shape_str(src.sizes()));
-  if (dst.is_meta() || dst.numel() == 0) return;
+  if (!runs_kernel(dst)) return;
   SMP_CHECK(!src.is_meta(), "copy: the source is a meta tensor and has no data on this process");
   if (dst.device() == src.device()) {
     SMP_KERNEL(copy, dst.device())(dst, src);
@@ -157,6 +180,12 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   Device accel = dst.is_cpu() ? src.device() : dst.device();
   SMP_KERNEL(copy_across_devices, accel)(d, s);
   if (!d.is_same(dst)) SMP_KERNEL(copy, dst.device())(dst, d);
+}
+
+Tensor sum_gradients(const Tensor& a, const Tensor& b) {
+  if (a.is_meta() != b.is_meta()) return a.is_meta() ? b : a;
+  if (a.is_meta() && a.sizes() == b.sizes() && a.dtype() == b.dtype()) return a;
+  return a + b;
 }
 
 }  // namespace smp::ops
@@ -189,6 +218,7 @@ void check_inplace(const Tensor& t, const char* op) {
 }  // namespace
 
 Tensor& Tensor::copy_(const Tensor& src) {
+  SMP_PLACE_OP("copy_", *this, src);
   check_inplace(*this, "copy_");
   ops::check_defined(src, "copy_", "src");
   Shape bs = broadcast_shapes(sizes(), src.sizes(), "copy_");
@@ -205,6 +235,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::fill_(const Scalar& v) {
+  SMP_PLACE_OP("fill_", *this);
   check_inplace(*this, "fill_");
   ops::fill_(*this, v);
   bump_version();

@@ -72,6 +72,7 @@ kernels::PoolParams pool_params(const Tensor& input, IntList kernel_size, IntLis
 
 Tensor max_pool2d(const Tensor& input, IntList kernel_size, IntList stride, IntList padding,
                   IntList dilation, bool ceil_mode) {
+  SMP_PLACE_OP("max_pool2d", input);
   check_pool_input(input, "max_pool2d");
   Shape out_shape;
   kernels::PoolParams p =
@@ -95,6 +96,7 @@ Tensor max_pool2d(const Tensor& input, IntList kernel_size, IntList stride, IntL
 
 Tensor avg_pool2d(const Tensor& input, IntList kernel_size, IntList stride, IntList padding,
                   bool ceil_mode, bool count_include_pad) {
+  SMP_PLACE_OP("avg_pool2d", input);
   check_pool_input(input, "avg_pool2d");
   Shape out_shape;
   kernels::PoolParams p =
@@ -117,6 +119,7 @@ Tensor avg_pool2d(const Tensor& input, IntList kernel_size, IntList stride, IntL
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& input, IntList output_size) {
+  SMP_PLACE_OP("adaptive_avg_pool2d", input);
   check_pool_input(input, "adaptive_avg_pool2d");
   IntList os = pair_arg(output_size, "adaptive_avg_pool2d", "output_size");
   SMP_CHECK(os[0] >= 1 && os[1] >= 1, "adaptive_avg_pool2d: output_size must be positive, got {}",

@@ -35,37 +35,41 @@ TensorOptions like(const Tensor& t, const TensorOptions& o) {
 }  // namespace
 
 Tensor& Tensor::uniform_(double from, double to) {
+  SMP_PLACE_OP("uniform_", *this);
   check_inplace_random(*this, "uniform_");
   SMP_CHECK(is_floating_point(), "uniform_: expected a floating-point tensor, got {}",
             dtype_name(dtype()));
   SMP_CHECK(from <= to, "uniform_: expected from <= to, got from={} to={}", from, to);
   auto [seed, offset] = reserve_for(*this);
-  if (!is_meta() && numel() > 0) SMP_KERNEL(uniform, device())(*this, from, to, seed, offset);
+  if (ops::runs_kernel(*this)) SMP_KERNEL(uniform, device())(*this, from, to, seed, offset);
   bump_version();
   return *this;
 }
 
 Tensor& Tensor::normal_(double mean, double std) {
+  SMP_PLACE_OP("normal_", *this);
   check_inplace_random(*this, "normal_");
   SMP_CHECK(is_floating_point(), "normal_: expected a floating-point tensor, got {}",
             dtype_name(dtype()));
   SMP_CHECK(std >= 0.0, "normal_: expected std >= 0, got {}", std);
   auto [seed, offset] = reserve_for(*this);
-  if (!is_meta() && numel() > 0) SMP_KERNEL(normal, device())(*this, mean, std, seed, offset);
+  if (ops::runs_kernel(*this)) SMP_KERNEL(normal, device())(*this, mean, std, seed, offset);
   bump_version();
   return *this;
 }
 
 Tensor& Tensor::bernoulli_(double p) {
+  SMP_PLACE_OP("bernoulli_", *this);
   check_inplace_random(*this, "bernoulli_");
   SMP_CHECK(p >= 0.0 && p <= 1.0, "bernoulli_: expected 0 <= p <= 1, got {}", p);
   auto [seed, offset] = reserve_for(*this);
-  if (!is_meta() && numel() > 0) SMP_KERNEL(bernoulli, device())(*this, p, seed, offset);
+  if (ops::runs_kernel(*this)) SMP_KERNEL(bernoulli, device())(*this, p, seed, offset);
   bump_version();
   return *this;
 }
 
 Tensor rand(const Shape& shape, const TensorOptions& o) {
+  detail::HookPause factory;  // a factory, not an op: its fill must not consult the hook
   Tensor t = empty(shape, o.requires_grad(false));
   t.uniform_(0.0, 1.0);
   if (o.requires_grad()) t.requires_grad_(true);
@@ -73,6 +77,7 @@ Tensor rand(const Shape& shape, const TensorOptions& o) {
 }
 
 Tensor randn(const Shape& shape, const TensorOptions& o) {
+  detail::HookPause factory;
   Tensor t = empty(shape, o.requires_grad(false));
   t.normal_(0.0, 1.0);
   if (o.requires_grad()) t.requires_grad_(true);
@@ -97,6 +102,7 @@ Tensor randint(int64_t high, const Shape& shape, const TensorOptions& o) {
 // Fisher–Yates on the host, driven by the target device's generator: step k (swapping position
 // n−1−k with a uniform position in [0, n−1−k]) uses word k under the counter rule.
 Tensor randperm(int64_t n, const TensorOptions& o) {
+  detail::HookPause factory;
   SMP_CHECK(n >= 0, "randperm: expected n >= 0, got {}", n);
   Dtype dt = o.has_dtype() ? o.dtype() : kInt64;
   Device dev = o.has_device() ? o.device() : Device(kCPU);
@@ -119,7 +125,14 @@ Tensor randperm(int64_t n, const TensorOptions& o) {
   return cpu.to(TensorOptions(dt).device(dev));
 }
 
-Tensor rand_like(const Tensor& t, const TensorOptions& o) { return rand(t.sizes(), like(t, o)); }
-Tensor randn_like(const Tensor& t, const TensorOptions& o) { return randn(t.sizes(), like(t, o)); }
+// Unlike zeros_like, these draw values, so where they are drawn is the pipeline's decision.
+Tensor rand_like(const Tensor& t, const TensorOptions& o) {
+  SMP_PLACE_OP("rand_like", t);
+  return rand(t.sizes(), like(t, o));
+}
+Tensor randn_like(const Tensor& t, const TensorOptions& o) {
+  SMP_PLACE_OP("randn_like", t);
+  return randn(t.sizes(), like(t, o));
+}
 
 }  // namespace smp

@@ -66,6 +66,7 @@ Tensor expand_grad(const Tensor& g, const Shape& keep_shape, const Shape& in_sha
 }
 
 Tensor sum_impl(const Tensor& a, const IntList& dims_in, bool keepdim) {
+  SMP_PLACE_OP("sum", a);
   ops::check_defined(a, "sum", "self");
   IntList dims = ops::wrap_dims(dims_in, a.dim(), "sum");
   Tensor out = reduce_raw(ReduceOp::Sum, a, dims, keepdim, sum_dtype(a.dtype()), "sum");
@@ -79,6 +80,7 @@ Tensor sum_impl(const Tensor& a, const IntList& dims_in, bool keepdim) {
 }
 
 Tensor mean_impl(const Tensor& a, const IntList& dims_in, bool keepdim) {
+  SMP_PLACE_OP("mean", a);
   ops::check_defined(a, "mean", "self");
   SMP_CHECK(a.is_floating_point(),
             "mean: could not infer output dtype; input dtype must be floating point, got {}",
@@ -97,6 +99,7 @@ Tensor mean_impl(const Tensor& a, const IntList& dims_in, bool keepdim) {
 // amax/amin and whole-tensor max/min: ties share the gradient evenly.
 Tensor extreme_impl(const Tensor& a, const IntList& dims_in, bool keepdim, bool is_max,
                     const char* name) {
+  SMP_PLACE_OP(name, a);
   ops::check_defined(a, name, "self");
   IntList dims = ops::wrap_dims(dims_in, a.dim(), name);
   SMP_CHECK(a.numel() > 0 || a.is_meta(), "{}: expected a non-empty tensor, got shape {}", name,
@@ -118,6 +121,7 @@ Tensor extreme_impl(const Tensor& a, const IntList& dims_in, bool keepdim, bool 
 
 std::tuple<Tensor, Tensor> extreme_dim_impl(const Tensor& a, int64_t dim_in, bool keepdim,
                                             bool is_max, const char* name) {
+  SMP_PLACE_OP(name, a);
   ops::check_defined(a, name, "self");
   int64_t dim = ops::wrap_dim(dim_in, a.dim(), name);
   if (a.dim() > 0)
@@ -160,6 +164,7 @@ std::tuple<Tensor, Tensor> extreme_dim_impl(const Tensor& a, int64_t dim_in, boo
 }
 
 Tensor argmax_impl(const Tensor& a, std::optional<int64_t> dim, bool keepdim) {
+  SMP_PLACE_OP("argmax", a);
   ops::check_defined(a, "argmax", "self");
   if (!dim) {
     Tensor flat = a.detach().reshape({-1});
@@ -170,6 +175,7 @@ Tensor argmax_impl(const Tensor& a, std::optional<int64_t> dim, bool keepdim) {
 }
 
 Tensor var_impl(const Tensor& a, const IntList& dims_in, bool unbiased, bool keepdim) {
+  SMP_PLACE_OP("var", a);
   ops::check_defined(a, "var", "self");
   SMP_CHECK(a.is_floating_point(), "var: expected a floating-point tensor, got {}",
             dtype_name(a.dtype()));
@@ -219,6 +225,7 @@ Tensor var(const Tensor& a, const IntList& dims, bool unbiased, bool keepdim) {
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) { return a.argmax(dim, keepdim); }
 
 Tensor sum_to(const Tensor& grad, const Shape& shape) {
+  SMP_PLACE_OP("sum_to", grad);
   ops::check_defined(grad, "sum_to", "grad");
   if (grad.sizes() == shape) return grad;
   int64_t lead = grad.dim() - static_cast<int64_t>(shape.size());

@@ -7,6 +7,7 @@ namespace {
 
 Tensor softmax_impl(const Tensor& input, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
+  SMP_PLACE_OP(op, input);
   ops::check_floating(input, op, "input");
   int64_t d = ops::wrap_dim(dim, input.dim(), op);
   if (input.dim() == 0) d = 0;

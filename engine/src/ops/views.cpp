@@ -82,16 +82,19 @@ Tensor view_impl(const Tensor& t, const Shape& shape, const char* op) {
 }  // namespace
 
 Tensor Tensor::view(const Shape& shape) const {
+  SMP_PLACE_OP("view", *this);
   return view_impl(*this, infer_shape(shape, numel(), "view"), "view");
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {
+  SMP_PLACE_OP("reshape", *this);
   Shape s = infer_shape(shape, numel(), "reshape");
   if (view_strides(*this, s)) return view_impl(*this, s, "reshape");
   return contiguous().view(s);
 }
 
 Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
+  SMP_PLACE_OP("flatten", *this);
   if (dim() == 0) return reshape({1});
   int64_t s = wrap_dim(start_dim, dim(), "flatten"), e = wrap_dim(end_dim, dim(), "flatten");
   SMP_CHECK(s <= e, "flatten: start_dim {} must not come after end_dim {}", start_dim, end_dim);
@@ -104,6 +107,7 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
 }
 
 Tensor Tensor::permute(const IntList& dims) const {
+  SMP_PLACE_OP("permute", *this);
   SMP_CHECK(static_cast<int64_t>(dims.size()) == dim(),
             "permute: expected {} dims for a {}-D tensor, got {}", dim(), dim(), shape_str(dims));
   IntList p(dims.size());
@@ -126,6 +130,7 @@ Tensor Tensor::permute(const IntList& dims) const {
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  SMP_PLACE_OP("transpose", *this);
   if (dim() == 0) return *this;
   IntList p(dim());
   std::iota(p.begin(), p.end(), 0);
@@ -134,11 +139,13 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
 }
 
 Tensor Tensor::t() const {
+  SMP_PLACE_OP("t", *this);
   SMP_CHECK(dim() <= 2, "t: expected a tensor with at most 2 dims, got {}-D", dim());
   return dim() < 2 ? *this : transpose(0, 1);
 }
 
 Tensor Tensor::squeeze() const {
+  SMP_PLACE_OP("squeeze", *this);
   Shape ns;
   for (auto s : sizes())
     if (s != 1) ns.push_back(s);
@@ -146,6 +153,7 @@ Tensor Tensor::squeeze() const {
 }
 
 Tensor Tensor::squeeze(int64_t d) const {
+  SMP_PLACE_OP("squeeze", *this);
   if (dim() == 0) return *this;
   int64_t w = wrap_dim(d, dim(), "squeeze");
   if (size(w) != 1) return *this;
@@ -155,6 +163,7 @@ Tensor Tensor::squeeze(int64_t d) const {
 }
 
 Tensor Tensor::unsqueeze(int64_t d) const {
+  SMP_PLACE_OP("unsqueeze", *this);
   int64_t w = wrap_dim(d, dim() + 1, "unsqueeze");
   Shape ns = sizes();
   ns.insert(ns.begin() + w, 1);
@@ -162,6 +171,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
 }
 
 Tensor Tensor::expand(const Shape& shape) const {
+  SMP_PLACE_OP("expand", *this);
   SMP_CHECK(static_cast<int64_t>(shape.size()) >= dim(),
             "expand: the target {} has fewer dims than the tensor's {}", shape_str(shape),
             shape_str(sizes()));
@@ -189,6 +199,7 @@ Tensor Tensor::expand(const Shape& shape) const {
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  SMP_PLACE_OP("slice", *this);
   SMP_CHECK(dim() > 0, "slice: cannot slice a 0-dim tensor");
   int64_t w = wrap_dim(d, dim(), "slice");
   SMP_CHECK(step > 0, "slice: step must be positive, got {}", step);
@@ -221,6 +232,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  SMP_PLACE_OP("narrow", *this);
   int64_t w = wrap_dim(d, dim(), "narrow");
   if (start < 0) start += size(w);
   SMP_CHECK(start >= 0 && length >= 0 && start + length <= size(w),
@@ -230,6 +242,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  SMP_PLACE_OP("select", *this);
   int64_t w = wrap_dim(d, dim(), "select");
   int64_t n = size(w);
   SMP_CHECK(index >= -n && index < n, "select: index {} out of range for dimension {} of size {}",
@@ -239,6 +252,7 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
 }
 
 std::vector<Tensor> Tensor::split(int64_t split_size, int64_t d) const {
+  SMP_PLACE_OP("split", *this);
   int64_t w = wrap_dim(d, dim(), "split");
   SMP_CHECK(split_size > 0 || size(w) == 0, "split: split_size must be positive, got {}", split_size);
   std::vector<Tensor> out;
@@ -249,6 +263,7 @@ std::vector<Tensor> Tensor::split(int64_t split_size, int64_t d) const {
 }
 
 std::vector<Tensor> Tensor::split(const IntList& split_sizes, int64_t d) const {
+  SMP_PLACE_OP("split", *this);
   int64_t w = wrap_dim(d, dim(), "split");
   int64_t total = std::accumulate(split_sizes.begin(), split_sizes.end(), int64_t{0});
   SMP_CHECK(total == size(w), "split: sizes {} sum to {}, but dimension {} has size {}",
@@ -263,6 +278,7 @@ std::vector<Tensor> Tensor::split(const IntList& split_sizes, int64_t d) const {
 }
 
 std::vector<Tensor> Tensor::chunk(int64_t chunks, int64_t d) const {
+  SMP_PLACE_OP("chunk", *this);
   SMP_CHECK(chunks > 0, "chunk: number of chunks must be positive, got {}", chunks);
   int64_t w = wrap_dim(d, dim(), "chunk");
   int64_t per = (size(w) + chunks - 1) / chunks;

@@ -1,11 +1,13 @@
 // Reverse-mode autograd: graph nodes, grad mode, and the deterministic backward engine.
 #pragma once
 
+#include <smp/engine/placement.h>
 #include <smp/engine/tensor.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,6 +82,9 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<std::pair<uint32_t, std::function<Tensor(const Tensor&)>>> pre_hooks;
   /// True for the nodes that accumulate into a leaf's .grad().
   virtual bool is_accumulate_grad() const { return false; }
+  /// Where the forward op ran, if a placement hook or guard decided it; backward runs the
+  /// node (and its pre-hooks) under the same placement.
+  std::optional<Placement> placement;
 
  private:
   std::vector<Edge> next_edges_;

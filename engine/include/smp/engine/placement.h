@@ -1,0 +1,50 @@
+// The pipeline's placement hook: decides, op by op, which rank computes an op's values and
+// which ranks only infer its shapes (meta outputs). See docs/placement.md.
+#pragma once
+
+#include <smp/engine/tensor.h>
+
+#include <vector>
+
+namespace smp {
+
+/// Where one op runs, as the pipeline decides it.
+struct Placement {
+  int partition =
+      -1;  ///< partition holding the op's outputs; -1: every rank holds them (replicated)
+  bool local = true;  ///< this rank computes the values; false: outputs are meta (shapes only)
+};
+
+/// Decides, for every op a thread runs while installed, where the op executes.
+class PlacementHook {
+ public:
+  virtual ~PlacementHook() = default;
+  /// Called once per outermost op with its tensor inputs (undefined tensors omitted), before the op
+  /// validates or computes anything. It may materialize a meta input in place (give its TensorImpl
+  /// real storage and a real device) so that the op computes with it. Ops the hook itself runs
+  /// do not consult it (they run as without a hook).
+  virtual Placement place(const char* op, const std::vector<const Tensor*>& inputs) = 0;
+};
+
+/// Installs `hook` for ops run on the calling thread (nullptr: none). Returns the previous hook.
+PlacementHook* set_placement_hook(PlacementHook* hook);
+PlacementHook* placement_hook();
+/// The placement of the op running on this thread (outermost op), or nullptr outside ops / without
+/// a hook.
+const Placement* current_placement();
+
+/// RAII: forces a placement on this thread (ops inside do not consult the hook). Autograd uses it
+/// to run a node's backward where its forward ran; parallel/ may use it too.
+class PlacementGuard {
+ public:
+  explicit PlacementGuard(const Placement& p);
+  ~PlacementGuard();
+  PlacementGuard(const PlacementGuard&) = delete;
+  PlacementGuard& operator=(const PlacementGuard&) = delete;
+
+ private:
+  Placement placement_;
+  const Placement* prev_;
+};
+
+}  // namespace smp

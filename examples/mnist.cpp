@@ -81,6 +81,9 @@ struct EvalResult {
   int64_t correct = 0, total = 0;
 };
 
+/// The step function of evaluation: forward only.
+auto eval_step = smp::step([](smp::DistributedModel& m, smp::Tensor x) { return m(x); });
+
 /// Each DP rank evaluates a contiguous slice of the test set; the sums are added over the group.
 EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Config& cfg,
                     smp::Device device) {
@@ -92,11 +95,15 @@ EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Confi
   const int64_t first = n * r / dp, last = n * (r + 1) / dp;
   for (int64_t begin = first; begin < last; begin += cfg.test_batch_size) {
     const int64_t end = std::min(last, begin + cfg.test_batch_size);
+    SMP_CHECK((end - begin) % smp::config().microbatches == 0,
+              "mnist: a test batch of {} does not split into {} microbatches; choose "
+              "--test-batch-size so that every batch does",
+              end - begin, smp::config().microbatches);
     auto b =
         test.batch({}, begin, end, static_cast<float>(cfg.mean), static_cast<float>(cfg.stdev));
     smp::Tensor x = b.data.to(device), y = b.target.to(device);
-    smp::Tensor out = model(x);
-    loss_sum += smp::nll_loss(out, y, smp::Reduction::Sum).item<double>();
+    // A forward-only step: with a pipeline every rank gets the outputs of every microbatch.
+    smp::Tensor out = eval_step(model, x).concat();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
   }
   if (dp > 1) {
@@ -131,6 +138,13 @@ int run(const Config& cfg) {
   smp::DistributedOptimizer opt(smp_examples::make_optimizer(cfg.optimizer, model.parameters(), lr,
                                                              cfg.momentum, cfg.weight_decay));
   smp::optim::StepLR scheduler(opt.optimizer(), 1, cfg.gamma);
+
+  // One training step, pipelined over microbatches and partitions as the configuration says.
+  auto train_step = smp::step([](smp::DistributedModel& m, smp::Tensor x, smp::Tensor y) {
+    smp::Tensor loss = smp::nll_loss(m(x), y);
+    m.backward(loss);
+    return loss;
+  });
 
   // Data parallelism: this rank's share of each epoch, as torch's DistributedSampler deals it.
   const int64_t dp = smp::dp_size();
@@ -176,16 +190,16 @@ int run(const Config& cfg) {
     int64_t epoch_samples = 0, epoch_steps = 0;
     for (int64_t begin = 0; begin < n && step < total_steps; begin += cfg.batch_size) {
       const int64_t end = std::min(n, begin + cfg.batch_size);
+      if ((end - begin) % smp::config().microbatches != 0) break;  // drop_last for microbatches
       auto b = train.batch(order, begin, end, mean, stdev);
       smp::Tensor x = b.data.to(device), y = b.target.to(device);
       opt.zero_grad();
-      smp::Tensor loss = smp::nll_loss(model(x), y);
-      model.backward(loss);
+      smp::StepOutput loss_mb = train_step(model, x, y);
       opt.step();
       ++step;
       ++epoch_steps;
       epoch_samples += (end - begin) * dp;
-      final_loss = loss.item<double>();
+      final_loss = loss_mb.reduce_mean().item<double>();
       bar.update(epoch_steps, final_loss,
                  static_cast<double>(epoch_samples) / std::max(1e-9, epoch_clock.seconds()));
     }
@@ -221,7 +235,10 @@ int run(const Config& cfg) {
         evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
         smp_examples::peak_rss_mb());
 
-  if (lead && !cfg.save.empty()) smp_examples::save_weights(model.module(), cfg.save);
+  if (!cfg.save.empty()) {
+    auto sd = model.state_dict();  // gathered from every partition: all ranks take part
+    if (lead) smp::save_safetensors(cfg.save, sd);
+  }
   if (lead && !cfg.metrics.empty()) {
     smp_examples::RunMetrics r;
     r.steps = step;

@@ -129,6 +129,9 @@ class SliceSampler : public data::Sampler {
   size_t first_, last_;
 };
 
+/// The step function of evaluation: forward only.
+auto eval_step = smp::step([](smp::DistributedModel& m, smp::Tensor x) { return m(x); });
+
 EvalResult evaluate(smp::DistributedModel& model, data::DataLoader& loader, smp::Device device) {
   smp::NoGradGuard no_grad;
   model.eval();
@@ -136,7 +139,8 @@ EvalResult evaluate(smp::DistributedModel& model, data::DataLoader& loader, smp:
   int64_t correct = 0, total = 0;
   for (data::Batch& b : loader) {
     smp::Tensor x = b.data.to(device), y = b.target.to(device);
-    smp::Tensor out = model(x);
+    if (y.size(0) % smp::config().microbatches != 0) continue;  // drop_last for microbatches
+    smp::Tensor out = eval_step(model, x).concat();
     loss_sum += smp::cross_entropy(out, y, smp::Reduction::Sum).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
     total += y.size(0);
@@ -198,6 +202,11 @@ int run(Config cfg) {
   smp::DistributedOptimizer opt(smp_examples::make_optimizer(cfg.optimizer, model.parameters(), lr,
                                                              cfg.momentum, cfg.weight_decay));
   smp::optim::StepLR scheduler(opt.optimizer(), cfg.step_size, cfg.gamma);
+  auto train_step = smp::step([](smp::DistributedModel& m, smp::Tensor x, smp::Tensor y) {
+    smp::Tensor loss = smp::cross_entropy(m(x), y);
+    m.backward(loss);
+    return loss;
+  });
 
   const auto per_epoch = static_cast<int64_t>(train_loader.size());
   const int64_t total_steps =
@@ -228,14 +237,14 @@ int run(Config cfg) {
     int64_t epoch_samples = 0, epoch_steps = 0;
     for (data::Batch& b : train_loader) {
       smp::Tensor x = b.data.to(device), y = b.target.to(device);
+      if (y.size(0) % smp::config().microbatches != 0) break;  // drop_last for microbatches
       opt.zero_grad();
-      smp::Tensor loss = smp::cross_entropy(model(x), y);
-      model.backward(loss);
+      smp::StepOutput loss_mb = train_step(model, x, y);
       opt.step();
       ++step;
       ++epoch_steps;
       epoch_samples += y.size(0) * static_cast<int64_t>(dp);
-      final_loss = loss.item<double>();
+      final_loss = loss_mb.reduce_mean().item<double>();
       bar.update(epoch_steps, final_loss,
                  static_cast<double>(epoch_samples) / std::max(1e-9, clock.seconds()));
       if (step >= total_steps) break;
@@ -272,7 +281,10 @@ int run(Config cfg) {
         evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
         smp_examples::peak_rss_mb());
 
-  if (lead && !cfg.save.empty()) smp_examples::save_weights(model.module(), cfg.save);
+  if (!cfg.save.empty()) {
+    auto sd = model.state_dict();  // gathered from every partition: all ranks take part
+    if (lead) smp::save_safetensors(cfg.save, sd);
+  }
   if (lead && !cfg.metrics.empty()) {
     smp_examples::RunMetrics r;
     r.steps = step;

@@ -1,6 +1,7 @@
 // Data parallelism: gradient buckets reduced over the DP group while backward runs.
 #include <smp/engine/autograd.h>
 #include <smp/parallel/distributed.h>
+#include <smp/parallel/executor.h>
 #include <smp/parallel/runtime.h>
 
 #include <algorithm>
@@ -196,11 +197,20 @@ DistributedModel::DistributedModel(std::shared_ptr<nn::Module> module,
   SMP_CHECK(module_ != nullptr, "DistributedModel: the module is null");
   SMP_CHECK(options_.bucket_cap_mb > 0, "DistributedModel: bucket_cap_mb must be > 0, got {}",
             options_.bucket_cap_mb);
-  if (!is_initialized() || dp_size() == 1) return;
+  if (!is_initialized()) return;
+  // With a pipeline the model splits at the first step; the reducer then covers only the
+  // partition this rank holds.
+  partitioned_ = pp_size() == 1;
+  if (dp_size() == 1) return;
   Communicator& dp = comm(CommGroup::DP_GROUP);
   broadcast_from_first(dp, module_->parameters());
   broadcast_from_first(dp, module_->buffers());
-  reducer_ = std::make_shared<detail::GradReducer>(module_->named_parameters(), dp, options_);
+  if (partitioned_) make_reducer(module_->named_parameters());
+}
+
+void DistributedModel::make_reducer(const std::vector<std::pair<std::string, Tensor>>& params) {
+  if (!is_initialized() || dp_size() == 1) return;
+  reducer_ = std::make_shared<detail::GradReducer>(params, comm(CommGroup::DP_GROUP), options_);
   reducer_->install_hooks(reducer_);
   std::lock_guard<std::mutex> lock(detail::g_registry_mu);
   detail::registry().insert(reducer_.get());
@@ -213,8 +223,14 @@ DistributedModel::~DistributedModel() {
 }
 
 Tensor DistributedModel::operator()(const Tensor& x) {
+  SMP_CHECK(!is_initialized() || pp_size() == 1 || step_.active,
+            "DistributedModel: with pipeline_parallel_degree {} the model runs inside an "
+            "smp::step function (each rank holds only its partition's parameters)",
+            pp_size());
   if (reducer_ && options_.broadcast_buffers && module_->is_training()) {
-    auto bufs = module_->buffers();
+    std::vector<Tensor> bufs;
+    for (Tensor& b : module_->buffers())
+      if (!b.is_meta()) bufs.push_back(b);  // other partitions' buffers live elsewhere
     if (!bufs.empty()) broadcast_from_first(comm(CommGroup::DP_GROUP), bufs);
   }
   return (*module_)(x);
@@ -227,7 +243,8 @@ void DistributedModel::backward(const std::vector<Tensor>& tensors,
   std::vector<Tensor> g = grads;
   bool last = true;  // reduce over the DP group after this backward
   if (step_.active) {
-    const int mb = step_.current;
+    const int mb =
+        pipeline::current_microbatch() >= 0 ? pipeline::current_microbatch() : step_.current;
     int& calls = step_.calls_per_microbatch[static_cast<size_t>(mb)];
     SMP_CHECK(calls == 0,
               "DistributedModel::backward: called twice in microbatch {} of this step; a step "
@@ -235,7 +252,11 @@ void DistributedModel::backward(const std::vector<Tensor>& tensors,
               mb);
     ++calls;
     ++step_.backward_calls;
-    last = step_.backward_calls == step_.microbatches;
+    // In a pipeline the forward segment of this microbatch ends here; the schedule decides
+    // when its backward runs.
+    pipeline::end_forward();
+    // The reduction follows the backward that runs last, whatever order the schedule chose.
+    last = ++step_.backward_runs == step_.microbatches;
     if (options_.average_grads_across_microbatches && step_.microbatches > 1) {
       // Each microbatch's loss is a mean over its rows: 1/M of each gradient adds up to the
       // gradient of the whole batch's mean, as one unsplit step would compute it.

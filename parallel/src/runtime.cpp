@@ -365,8 +365,14 @@ int handle_exception(const std::exception& e, const char* program) {
   const bool multi = rt().initialized && rt().size > 1;
   const int r = rt().initialized ? rt().rank : environment_rank();
   if (dynamic_cast<const ConfigError*>(&e)) {
-    // Every rank read the same parameters and failed the same way: say it once.
-    if (r == 0) std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    // Every rank read the same parameters and failed the same way: say it once. mpirun stops
+    // the job as soon as one process exits non-zero, so the others give rank 0 time to print.
+    if (r == 0) {
+      std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+      std::fflush(stderr);
+    } else {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
     return 1;
   }
   if (const auto* rf = dynamic_cast<const RemoteFailure*>(&e)) {

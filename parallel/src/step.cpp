@@ -3,6 +3,8 @@
 #include <smp/parallel/runtime.h>
 #include <smp/parallel/step.h>
 
+#include "pipeline/pipeline.h"
+
 namespace smp {
 
 namespace detail {
@@ -35,21 +37,24 @@ Tensor microbatch_slice(const Tensor& t, int64_t axis, int mb, int microbatches,
 int step_microbatches() { return is_initialized() ? config().microbatches : 1; }
 
 void run_step(DistributedModel& model, int microbatches, const std::function<void(int)>& body,
-              const std::function<bool()>& outputs_need_grad) {
-  SMP_CHECK(!is_initialized() || pp_size() == 1,
-            "smp::step: pipeline_parallel_degree {} is not supported yet; this build runs steps "
-            "with pipeline_parallel_degree 1 (microbatches and data parallelism work)",
-            pp_size());
+              const std::function<bool()>& outputs_need_grad, const Tensor& example) {
+  const bool pipelined = is_initialized() && pp_size() > 1;
+  if (pipelined) partition_model(model, example);
   auto& st = StepAccess::state(model);
   SMP_CHECK(!st.active, "smp::step: a step is already running on this model; steps do not nest");
   st.active = true;
   st.microbatches = microbatches;
   st.backward_calls = 0;
+  st.backward_runs = 0;
   st.calls_per_microbatch.assign(static_cast<size_t>(microbatches), 0);
   try {
-    for (int mb = 0; mb < microbatches; ++mb) {
-      st.current = mb;
-      body(mb);
+    if (pipelined) {
+      run_pipeline_step(model, microbatches, body, st.pipelined_steps, st.chain_flow);
+    } else {
+      for (int mb = 0; mb < microbatches; ++mb) {
+        st.current = mb;
+        body(mb);
+      }
     }
   } catch (...) {
     st.active = false;

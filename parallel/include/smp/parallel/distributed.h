@@ -6,6 +6,8 @@
 #include <smp/optim/optimizer.h>
 #include <smp/parallel/comm.h>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,14 +29,18 @@ struct DistributedModelOptions {
   bool average_grads_across_microbatches = true;
 };
 
+class DistributedModel;
 namespace detail {
 class GradReducer;
 struct StepAccess;
+void partition_model(DistributedModel& model, const Tensor& example);
 }  // namespace detail
 
 /// Wraps the one model of a program. With dp_size() > 1 it broadcasts parameters and buffers
 /// from the first rank of each DP group, and during backward() averages gradients over the
-/// DP group in buckets whose allreduces overlap the rest of backward.
+/// DP group in buckets whose allreduces overlap the rest of backward. With
+/// pipeline_parallel_degree > 1 the first smp::step splits the module tree into partitions:
+/// each rank keeps real parameters for its own partition only (the rest become meta).
 class DistributedModel {
  public:
   explicit DistributedModel(std::shared_ptr<nn::Module> module,
@@ -62,22 +68,32 @@ class DistributedModel {
   std::vector<std::pair<std::string, Tensor>> named_parameters() const {
     return module_->named_parameters();
   }
-  /// Parameters held by this rank (all of them until pipeline partitioning exists).
-  std::vector<Tensor> local_parameters() const { return module_->parameters(); }
-  std::vector<std::shared_ptr<nn::Module>> local_modules() const { return module_->modules(); }
+  /// Parameters held by this rank (all of them before partitioning or with pp = 1).
+  std::vector<Tensor> local_parameters() const;
+  /// Modules of this rank's partition (all of them before partitioning or with pp = 1).
+  std::vector<std::shared_ptr<nn::Module>> local_modules() const;
   /// True once the model has been split across pipeline ranks (pp = 1: at construction).
-  bool partitioned() const { return true; }
+  bool partitioned() const { return partitioned_; }
+  /// Every module's partition by dotted name ("" is the root), in module order; empty until
+  /// partitioned.
+  const std::vector<std::pair<std::string, int>>& partition_assignments() const {
+    return assignment_names_;
+  }
+  /// Runs `hook(model)` once the model is partitioned (at once if it already is).
+  void register_post_partition_hook(std::function<void(DistributedModel&)> hook);
 
   void train(bool on = true) { module_->train(on); }
   void eval() { module_->train(false); }
   void zero_grad(bool set_to_none = true) { module_->zero_grad(set_to_none); }
 
-  /// Full model with PyTorch's names.
-  nn::StateDict state_dict() const { return module_->state_dict(); }
-  nn::StateDict local_state_dict() const { return module_->state_dict(); }
-  void load_state_dict(const nn::StateDict& sd, bool strict = true) {
-    module_->load_state_dict(sd, strict);
-  }
+  /// Full model with PyTorch's names. Once partitioned, every tensor is sent from the
+  /// partition holding it, so all ranks of a pipeline group must call it together.
+  nn::StateDict state_dict() const;
+  /// The entries held by this rank.
+  nn::StateDict local_state_dict() const;
+  /// Loads values; once partitioned only this rank's entries are used (the others are
+  /// accepted and skipped), so a full state_dict loads on every rank.
+  void load_state_dict(const nn::StateDict& sd, bool strict = true);
 
   const DistributedModelOptions& options() const { return options_; }
   /// Gradient buckets as lists of parameter names (in launch order), for tests and logs.
@@ -85,19 +101,34 @@ class DistributedModel {
 
  private:
   friend struct detail::StepAccess;
+  friend void detail::partition_model(DistributedModel&, const Tensor&);
   /// What smp::step tracks while it runs this model's microbatches.
   struct StepState {
     bool active = false;
     int microbatches = 1;
-    int current = 0;         ///< microbatch whose step function is running
-    int backward_calls = 0;  ///< over the whole step
+    int current = 0;          ///< microbatch whose step function is running
+    int backward_calls = 0;   ///< over the whole step
+    int backward_runs = 0;    ///< backwards that have started running (pipeline order)
+    int pipelined_steps = 0;  ///< steps run with pp > 1 so far
+    /// False once a step saw data flow to an earlier partition: per-stage schedules (1F1B)
+    /// assume a chain, so such models run the simple schedule, which is the same on every
+    /// stage and cannot deadlock.
+    bool chain_flow = true;
     std::vector<int> calls_per_microbatch;
   };
+
+  void make_reducer(const std::vector<std::pair<std::string, Tensor>>& params);
 
   std::shared_ptr<nn::Module> module_;
   DistributedModelOptions options_;
   std::shared_ptr<detail::GradReducer> reducer_;  // null when dp_size() == 1
   StepState step_;
+  bool partitioned_ = true;
+  /// Partition of every module (pipeline), and of the modules that own parameters/buffers.
+  std::map<const nn::Module*, int> module_partition_;
+  std::vector<std::pair<std::string, int>> assignment_names_;
+  std::map<std::string, int> tensor_partition_;  ///< state_dict key -> partition holding it
+  std::vector<std::function<void(DistributedModel&)>> post_partition_hooks_;
 };
 
 /// Wraps an optimizer: step() first waits for the gradient reductions of every live

@@ -54,10 +54,14 @@ Tensor microbatch_slice(const Tensor& t, int64_t axis, int mb, int microbatches,
 /// Runs `body(mb)` for every microbatch of one step of `model`, in the order the schedule
 /// gives, and checks how the step function used backward. `forward_only_ok(mb)` says whether
 /// microbatch mb's outputs need no gradient (then a step without backward is evaluation).
+/// `example` is microbatch 0 of the first tensor argument (the auto-partitioner runs it once).
 void run_step(DistributedModel& model, int microbatches, const std::function<void(int)>& body,
-              const std::function<bool()>& outputs_need_grad);
+              const std::function<bool()>& outputs_need_grad, const Tensor& example);
 /// Number of microbatches a step splits into (the `microbatches` parameter, 1 before init).
 int step_microbatches();
+/// With a pipeline, replaces each output held by one partition with a real copy broadcast
+/// from it, so every rank sees every value (no-op with pipeline_parallel_degree 1).
+void share_step_outputs(std::vector<Tensor>& outputs);
 
 template <class T>
 struct is_tuple : std::false_type {};
@@ -73,6 +77,21 @@ decltype(auto) slice_arg(const StepOptions& o, size_t pos, A&& a, int mb, int m)
   } else {
     return std::forward<A>(a);
   }
+}
+
+/// Microbatch 0 of the first defined tensor argument.
+template <class... A>
+Tensor first_microbatch(const StepOptions& o, int m, const A&... a) {
+  Tensor found;
+  size_t pos = 0;
+  auto visit = [&](const auto& x) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(x)>, Tensor>) {
+      if (!found.defined() && x.defined()) found = slice_arg(o, pos, x, 0, m);
+    }
+    ++pos;
+  };
+  (visit(a), ...);
+  return found;
 }
 
 inline bool needs_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }
@@ -106,9 +125,10 @@ class StepFunction {
       return std::apply([&](auto&&... a) { return fn_(model, std::forward<decltype(a)>(a)...); },
                         std::move(sliced));
     };
+    const Tensor example = detail::first_microbatch(options_, m, args...);
     if constexpr (std::is_void_v<R>) {
       detail::run_step(
-          model, m, [&](int mb) { call(mb); }, [] { return false; });
+          model, m, [&](int mb) { call(mb); }, [] { return false; }, example);
     } else {
       std::vector<R> results(static_cast<size_t>(m));
       detail::run_step(
@@ -117,8 +137,10 @@ class StepFunction {
             for (const R& r : results)
               if (detail::needs_grad(r)) return true;
             return false;
-          });
+          },
+          example);
       if constexpr (std::is_same_v<R, Tensor>) {
+        detail::share_step_outputs(results);
         return StepOutput(detach_all(results));
       } else {
         static_assert(detail::is_tuple<R>::value,
@@ -140,6 +162,7 @@ class StepFunction {
     auto column = [&](auto idx) {
       std::vector<Tensor> v;
       for (const R& r : results) v.push_back(std::get<decltype(idx)::value>(r));
+      detail::share_step_outputs(v);
       return StepOutput(detach_all(v));
     };
     return std::make_tuple(column(std::integral_constant<size_t, I>{})...);

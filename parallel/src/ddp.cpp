@@ -3,6 +3,9 @@
 #include <smp/parallel/distributed.h>
 #include <smp/parallel/executor.h>
 #include <smp/parallel/runtime.h>
+#include <smp/parallel/trace.h>
+
+#include <chrono>
 
 #include <algorithm>
 #include <mutex>
@@ -106,8 +109,17 @@ class GradReducer {
     std::lock_guard<std::mutex> lock(mu_);
     if (!awaiting_) return;
     NoGradGuard no_grad;
-    for (Bucket& b : buckets_) {
-      if (b.work) b.work->wait();
+    for (size_t i = 0; i < buckets_.size(); ++i) {
+      Bucket& b = buckets_[i];
+      if (b.work) {
+        b.work->wait();
+        // From launch to the moment its completion was seen: how long the gradients of this
+        // bucket were in flight (overlapping backward when launched during it).
+        if (trace::enabled())
+          trace::record(trace::Kind::Allreduce, fmt::format("allreduce bucket {}", i), b.launched,
+                        std::chrono::steady_clock::now(), -1, -1,
+                        static_cast<int64_t>(b.flat.nbytes()));
+      }
       for (size_t i : b.slots) {
         Slot& s = slots_[i];
         Tensor avg = b.flat.narrow(0, s.offset, s.numel).view(s.param.sizes());
@@ -145,11 +157,13 @@ class GradReducer {
     size_t pending = 0;
     Tensor flat;
     WorkPtr work;
+    std::chrono::steady_clock::time_point launched;  // for the trace
   };
 
   void launch_ready() {
     while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
       Bucket& b = buckets_[next_launch_++];
+      b.launched = std::chrono::steady_clock::now();
       b.work = comm_.allreduce(b.flat, ReduceOp::Avg);
     }
   }

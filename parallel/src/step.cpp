@@ -2,6 +2,7 @@
 #include <smp/engine/autograd.h>
 #include <smp/parallel/runtime.h>
 #include <smp/parallel/step.h>
+#include <smp/parallel/trace.h>
 
 #include "pipeline/pipeline.h"
 
@@ -40,6 +41,7 @@ void run_step(DistributedModel& model, int microbatches, const std::function<voi
               const std::function<bool()>& outputs_need_grad, const Tensor& example) {
   const bool pipelined = is_initialized() && pp_size() > 1;
   if (pipelined) partition_model(model, example);
+  trace::Span step_span(trace::Kind::Step, "step");
   auto& st = StepAccess::state(model);
   SMP_CHECK(!st.active, "smp::step: a step is already running on this model; steps do not nest");
   st.active = true;

@@ -4,6 +4,7 @@
 #include <smp/parallel/executor.h>
 #include <smp/parallel/runtime.h>
 #include <smp/parallel/schedule.h>
+#include <smp/parallel/trace.h>
 
 #include <cstdio>
 #include <mutex>
@@ -41,9 +42,12 @@ struct Pending {
 };
 
 /// Gives a meta tensor real storage on `device` filled by a receive from group rank `src`.
-void materialize(const Tensor& t, Communicator& pp, int src, int tag, Device device) {
+void materialize(const Tensor& t, Communicator& pp, int src, int tag, Device device, int mb) {
   Tensor buf = empty(t.sizes(), TensorOptions(t.dtype()).device(device));
-  pp.recv(buf, src, tag)->wait();
+  {
+    trace::Span span(trace::Kind::Recv, "recv", mb, src, static_cast<int64_t>(buf.nbytes()));
+    pp.recv(buf, src, tag)->wait();
+  }
   TensorImpl& impl = *t.unsafe_impl();
   const TensorImpl& b = *buf.unsafe_impl();
   impl.storage = b.storage;
@@ -85,10 +89,11 @@ class MicrobatchHook final : public PlacementHook {
       if (holder < 0 || holder == exec) continue;
       if (holder > exec && (mine_ == exec || mine_ == holder)) pending_->backward_flow = true;
       if (mine_ == exec && t->is_meta()) {
-        materialize(*t, pp_, holder, forward_tag(mb_), device_);
+        materialize(*t, pp_, holder, forward_tag(mb_), device_, mb_);
         if (t->requires_grad()) send_gradient_back(*t, holder);
       } else if (mine_ == holder && sent_.insert({t->unsafe_impl(), exec}).second) {
         Tensor v = t->contiguous();
+        trace::Span span(trace::Kind::Send, "send", mb_, exec, static_cast<int64_t>(v.nbytes()));
         pending_->add(pp_.send(v, exec, forward_tag(mb_)), v);
         if (t->requires_grad()) receive_gradient(*t, exec);
       }
@@ -101,12 +106,14 @@ class MicrobatchHook final : public PlacementHook {
   void send_gradient_back(const Tensor& x, int holder) {
     Communicator* pp = &pp_;
     auto pending = pending_;
-    const int tag = backward_tag(mb_);
-    x.register_hook([pp, pending, holder, tag](const Tensor& g) -> Tensor {
+    const int tag = backward_tag(mb_), mb = mb_;
+    x.register_hook([pp, pending, holder, tag, mb](const Tensor& g) -> Tensor {
       // Tensor hooks run under the placement of x's producer, which ran elsewhere: force
       // real ops for the copy.
       PlacementGuard real(Placement{-1, true});
       Tensor v = g.contiguous();
+      trace::Span span(trace::Kind::Send, "send grad", mb, holder,
+                       static_cast<int64_t>(v.nbytes()));
       pending->add(pp->send(v, holder, tag), v);
       return g;
     });
@@ -115,12 +122,16 @@ class MicrobatchHook final : public PlacementHook {
   /// On the holder: the gradient computed where the tensor was used is added to its own.
   void receive_gradient(const Tensor& x, int from) {
     Communicator* pp = &pp_;
-    const int tag = backward_tag(mb_);
+    const int tag = backward_tag(mb_), mb = mb_;
     const Device device = device_;
-    x.register_hook([pp, from, tag, device](const Tensor& g) -> Tensor {
+    x.register_hook([pp, from, tag, device, mb](const Tensor& g) -> Tensor {
       PlacementGuard real(Placement{-1, true});
       Tensor remote = empty(g.sizes(), TensorOptions(g.dtype()).device(device));
-      pp->recv(remote, from, tag)->wait();
+      {
+        trace::Span span(trace::Kind::Recv, "recv grad", mb, from,
+                         static_cast<int64_t>(remote.nbytes()));
+        pp->recv(remote, from, tag)->wait();
+      }
       return g.is_meta() ? remote : g + remote;
     });
   }

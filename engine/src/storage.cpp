@@ -1,7 +1,9 @@
 #include <smp/engine/error.h>
+#include <smp/engine/memory.h>
 #include <smp/engine/storage.h>
 
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
@@ -141,18 +143,39 @@ Allocator*& slot(DeviceType t) {
 Allocator* get_allocator(DeviceType type) { return slot(type); }
 void register_allocator(DeviceType type, Allocator* alloc) { slot(type) = alloc; }
 
+namespace {
+// Bytes of CPU storage alive, and the most since the last reset (smp/engine/memory.h).
+std::atomic<int64_t> g_cpu_in_use{0};
+std::atomic<int64_t> g_cpu_peak{0};
+
+void count_cpu(int64_t delta) {
+  const int64_t now = g_cpu_in_use.fetch_add(delta) + delta;
+  int64_t peak = g_cpu_peak.load();
+  while (now > peak && !g_cpu_peak.compare_exchange_weak(peak, now)) {
+  }
+}
+}  // namespace
+
+namespace cpu {
+int64_t memory_allocated() { return g_cpu_in_use.load(); }
+int64_t max_memory_allocated() { return g_cpu_peak.load(); }
+void reset_peak_memory_stats() { g_cpu_peak.store(g_cpu_in_use.load()); }
+}  // namespace cpu
+
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_meta()) return;
   allocator_ = get_allocator(device.type());
   SMP_CHECK(allocator_ != nullptr, "cannot allocate on {}: this build has no support for it",
             device.str());
   data_ = allocator_->allocate_on(nbytes, device.index());
+  if (device.is_cpu()) count_cpu(static_cast<int64_t>(nbytes));
 }
 
 Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter)
     : data_(data), nbytes_(nbytes), device_(device), deleter_(std::move(deleter)) {}
 
 Storage::~Storage() {
+  if (allocator_ && device_.is_cpu()) count_cpu(-static_cast<int64_t>(nbytes_));
   if (allocator_ && data_)
     allocator_->deallocate(data_, nbytes_);
   else if (deleter_)

@@ -7,6 +7,7 @@
 #include <smp/engine/dtype.h>
 #include <smp/engine/error.h>
 #include <smp/engine/format.h>
+#include <smp/engine/memory.h>
 #include <smp/engine/placement.h>
 #include <smp/engine/random.h>
 #include <smp/engine/scalar.h>

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <tuple>
 
 namespace {
@@ -97,9 +98,50 @@ TEST(Pipeline, OneStepGradientsEqualTheUnsplitStep) {
               1e-5);
   EXPECT_LE(max_diff(out_mb.concat(), full), 1e-5);
 
-  // The gathered state_dict is the whole model, real on every rank.
+  // The gathered state_dict is the whole model, real on every rank, equal to the weights
+  // the step started from (nothing has been updated yet).
   auto sd = model.state_dict();
-  for (auto& [k, v] : sd) EXPECT_FALSE(v.is_meta()) << k;
+  auto start = ref->state_dict();
+  for (auto& [k, v] : sd) {
+    EXPECT_FALSE(v.is_meta()) << k;
+    EXPECT_EQ(max_diff(v, start.at(k)), 0) << k;
+  }
+  // local_state_dict: exactly this rank's real tensors.
+  for (auto& [k, v] : model.local_state_dict()) EXPECT_FALSE(v.is_meta()) << k;
+  EXPECT_LT(model.local_state_dict().size(), sd.size());
+}
+
+TEST(Pipeline, PartitionDecisionAndPostPartitionHooks) {
+  smp::manual_seed(15);
+  smp::DistributedModel model(make_chain());
+  int called = 0;
+  model.register_post_partition_hook([&](smp::DistributedModel& m) {
+    ++called;
+    EXPECT_TRUE(m.partitioned());
+  });
+  EXPECT_FALSE(model.partitioned());
+  EXPECT_EQ(called, 0);
+  auto train_step = make_train_step();
+  auto [x, y] = rank_batch(smp::dp_rank());
+  train_step(model, x, y);
+  model.wait_for_gradients();
+  EXPECT_EQ(called, 1);
+  // Registering after partitioning runs the hook at once.
+  model.register_post_partition_hook([&](smp::DistributedModel&) { ++called; });
+  EXPECT_EQ(called, 2);
+
+  // Every partition holds a contiguous, non-empty run of the six linear layers; a rank's
+  // local modules are those of its partition.
+  std::vector<int> linear_parts;
+  for (auto& [name, p] : model.partition_assignments())
+    if (!name.empty() && std::stoi(name) % 2 == 0) linear_parts.push_back(p);  // 0, 2, ..., 10
+  ASSERT_EQ(linear_parts.size(), 6u);
+  EXPECT_TRUE(std::is_sorted(linear_parts.begin(), linear_parts.end()));
+  EXPECT_EQ(linear_parts.front(), 0);
+  EXPECT_EQ(linear_parts.back(), smp::pp_size() - 1);
+  for (size_t i = 1; i < linear_parts.size(); ++i)
+    EXPECT_LE(linear_parts[i] - linear_parts[i - 1], 1);
+  for (auto& p : model.local_parameters()) EXPECT_FALSE(p.is_meta());
 }
 
 TEST(Pipeline, TwentySgdStepsMatchOneProcess) {

@@ -317,7 +317,7 @@ void progress_loop() {
       std::this_thread::yield();
       continue;
     }
-    const auto cap = waited_on ? microseconds(200) : microseconds(1000);
+    const auto cap = waited_on ? microseconds(50) : microseconds(1000);
     backoff = any ? microseconds(20) : std::min(backoff * 2, cap);
     std::unique_lock<std::mutex> lk(e.mu);
     e.wake.wait_for(lk, backoff, woken);

@@ -104,6 +104,7 @@ EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Confi
     smp::Tensor x = b.data.to(device), y = b.target.to(device);
     // A forward-only step: with a pipeline every rank gets the outputs of every microbatch.
     smp::Tensor out = eval_step(model, x).concat();
+    loss_sum += smp::nll_loss(out, y, smp::Reduction::Sum).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
   }
   if (dp > 1) {

@@ -1,5 +1,6 @@
 # Runs PROGRAM with --metrics METRICS (plus ARGS, a ;-list) and fails unless the reported
-# test_accuracy is at least MIN_ACCURACY.
+# test_accuracy is at least MIN_ACCURACY and the test loss is a positive number (at most
+# MAX_LOSS when given).
 execute_process(COMMAND ${PROGRAM} ${ARGS} --metrics ${METRICS} RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${PROGRAM} exited with ${rc}")
@@ -9,4 +10,11 @@ string(JSON acc GET "${json}" test_accuracy)
 if(acc LESS MIN_ACCURACY)
   message(FATAL_ERROR "test accuracy ${acc} is below ${MIN_ACCURACY}")
 endif()
-message(STATUS "test accuracy ${acc} (at least ${MIN_ACCURACY})")
+string(JSON loss GET "${json}" test_loss)
+if(NOT loss GREATER 0)
+  message(FATAL_ERROR "test loss ${loss} is not positive")
+endif()
+if(DEFINED MAX_LOSS AND loss GREATER MAX_LOSS)
+  message(FATAL_ERROR "test loss ${loss} is above ${MAX_LOSS}")
+endif()
+message(STATUS "test accuracy ${acc} (at least ${MIN_ACCURACY}), test loss ${loss}")

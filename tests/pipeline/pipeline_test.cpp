@@ -114,6 +114,10 @@ TEST(Pipeline, OneStepGradientsEqualTheUnsplitStep) {
 TEST(Pipeline, PartitionDecisionAndPostPartitionHooks) {
   smp::manual_seed(15);
   smp::DistributedModel model(make_chain());
+  // A state dict loaded before the first step survives partitioning.
+  auto loaded = model.state_dict();
+  for (auto& [k, v] : loaded) v = smp::full_like(v, 0.01);
+  model.load_state_dict(loaded);
   int called = 0;
   model.register_post_partition_hook([&](smp::DistributedModel& m) {
     ++called;
@@ -142,6 +146,7 @@ TEST(Pipeline, PartitionDecisionAndPostPartitionHooks) {
   for (size_t i = 1; i < linear_parts.size(); ++i)
     EXPECT_LE(linear_parts[i] - linear_parts[i - 1], 1);
   for (auto& p : model.local_parameters()) EXPECT_FALSE(p.is_meta());
+  for (auto& [k, v] : model.state_dict()) EXPECT_EQ(max_diff(v, loaded.at(k)), 0) << k;
 }
 
 TEST(Pipeline, TwentySgdStepsMatchOneProcess) {

@@ -107,12 +107,9 @@ EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Confi
     loss_sum += smp::nll_loss(out, y, smp::Reduction::Sum).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
   }
-  if (dp > 1) {
-    smp::Tensor sums = smp::tensor({loss_sum, static_cast<double>(correct)});
-    smp::comm(smp::CommGroup::DP_GROUP).allreduce(sums)->wait();
-    loss_sum = sums.to_vector<double>()[0];
-    correct = static_cast<int64_t>(sums.to_vector<double>()[1]);
-  }
+  const auto sums = smp_examples::dp_sum({loss_sum, static_cast<double>(correct)});
+  loss_sum = sums[0];
+  correct = static_cast<int64_t>(sums[1]);
   model.train();
   return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n),
           correct, n};
@@ -221,11 +218,7 @@ int run(const Config& cfg) {
     }
   }
 
-  if (dp > 1) {  // report the global batch's loss, not this rank's share
-    smp::Tensor l = smp::tensor({final_loss});
-    smp::comm(smp::CommGroup::DP_GROUP).allreduce(l, smp::ReduceOp::Avg)->wait();
-    final_loss = l.item<double>();
-  }
+  final_loss = smp_examples::dp_mean(final_loss);  // the global batch's, not this shard's
   const double sps = static_cast<double>(samples) / std::max(1e-9, train_seconds);
   if (lead)
     std::printf(
@@ -236,10 +229,7 @@ int run(const Config& cfg) {
         evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
         smp_examples::peak_rss_mb());
 
-  if (!cfg.save.empty()) {
-    auto sd = model.state_dict();  // gathered from every partition: all ranks take part
-    if (lead) smp::save_safetensors(cfg.save, sd);
-  }
+  if (!cfg.save.empty()) smp_examples::save_model(model, cfg.save);
   if (lead && !cfg.metrics.empty()) {
     smp_examples::RunMetrics r;
     r.steps = step;

@@ -145,15 +145,11 @@ EvalResult evaluate(smp::DistributedModel& model, data::DataLoader& loader, smp:
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
     total += y.size(0);
   }
-  if (smp::dp_size() > 1) {
-    smp::Tensor sums =
-        smp::tensor({loss_sum, static_cast<double>(correct), static_cast<double>(total)});
-    smp::comm(smp::CommGroup::DP_GROUP).allreduce(sums)->wait();
-    const auto v = sums.to_vector<double>();
-    loss_sum = v[0];
-    correct = static_cast<int64_t>(v[1]);
-    total = static_cast<int64_t>(v[2]);
-  }
+  const auto v =
+      smp_examples::dp_sum({loss_sum, static_cast<double>(correct), static_cast<double>(total)});
+  loss_sum = v[0];
+  correct = static_cast<int64_t>(v[1]);
+  total = static_cast<int64_t>(v[2]);
   model.train();
   const double n = static_cast<double>(std::max<int64_t>(total, 1));
   return {loss_sum / n, static_cast<double>(correct) / n, correct, total};
@@ -266,11 +262,7 @@ int run(Config cfg) {
     }
   }
 
-  if (dp > 1) {  // report the global batch's loss, not this rank's share
-    smp::Tensor l = smp::tensor({final_loss});
-    smp::comm(smp::CommGroup::DP_GROUP).allreduce(l, smp::ReduceOp::Avg)->wait();
-    final_loss = l.item<double>();
-  }
+  final_loss = smp_examples::dp_mean(final_loss);  // the global batch's, not this shard's
   const double sps = static_cast<double>(samples) / std::max(1e-9, train_seconds);
   if (lead)
     std::printf(
@@ -281,10 +273,7 @@ int run(Config cfg) {
         evaluated ? (std::to_string(100 * last_eval.accuracy).substr(0, 5) + "%").c_str() : "n/a",
         smp_examples::peak_rss_mb());
 
-  if (!cfg.save.empty()) {
-    auto sd = model.state_dict();  // gathered from every partition: all ranks take part
-    if (lead) smp::save_safetensors(cfg.save, sd);
-  }
+  if (!cfg.save.empty()) smp_examples::save_model(model, cfg.save);
   if (lead && !cfg.metrics.empty()) {
     smp_examples::RunMetrics r;
     r.steps = step;

@@ -99,6 +99,25 @@ inline void write_metrics(const std::string& path, nlohmann::json metrics) {
   if (!f) throw std::runtime_error("error writing metrics file '" + path + "'");
 }
 
+/// Adds each of `values` over the data-parallel group (each rank holds its shard's sums).
+inline std::vector<double> dp_sum(const std::vector<double>& values) {
+  if (smp::dp_size() == 1) return values;
+  smp::Tensor t =
+      smp::from_data(values.data(), {static_cast<int64_t>(values.size())}, smp::kFloat64);
+  smp::comm(smp::CommGroup::DP_GROUP).allreduce(t)->wait();
+  return t.to_vector<double>();
+}
+
+/// The data-parallel group's mean of `v` (each rank's loss is its shard's).
+inline double dp_mean(double v) { return dp_sum({v})[0] / static_cast<double>(smp::dp_size()); }
+
+/// Writes the full model (gathered from every pipeline partition, so every rank calls this)
+/// from rank 0.
+inline void save_model(const smp::DistributedModel& model, const std::string& path) {
+  auto sd = model.state_dict();
+  if (smp::rank() == 0) smp::save_safetensors(path, sd);
+}
+
 /// Number of threads to report: --threads if given, else the engine's default divided among
 /// the processes on this host (two ranks on two cores get one thread each).
 inline int64_t apply_threads(int64_t threads) {

@@ -47,9 +47,9 @@ TEST(Executor, RunsSegmentsInScheduleOrderOneAtATime) {
       Recorder rec;
       pl::Executor ex([&](int mb) {
         EXPECT_EQ(pl::current_microbatch(), mb);
-        rec.segment("F" + std::to_string(mb));
+        rec.segment(fmt::format("F{}", mb));
         pl::end_forward();
-        rec.segment("B" + std::to_string(mb));
+        rec.segment(fmt::format("B{}", mb));
       });
       ex.run(actions, m);
       EXPECT_EQ(rec.log, names(actions)) << "stage " << stage;
@@ -60,22 +60,22 @@ TEST(Executor, RunsSegmentsInScheduleOrderOneAtATime) {
 
 TEST(Executor, ForwardOnlyListAndTasksWithoutBackward) {
   Recorder rec;
-  pl::Executor ex([&](int mb) { rec.segment("F" + std::to_string(mb)); });
+  pl::Executor ex([&](int mb) { rec.segment(fmt::format("F{}", mb)); });
   ex.run(pl::stage_actions(pl::Schedule::Interleaved, 2, 0, 3, 4, /*forward_only=*/true), 3);
   EXPECT_EQ(rec.log, (std::vector<std::string>{"F0", "F1", "F2"}));
 
   // A full list whose tasks never call end_forward: the B actions are skipped.
   Recorder rec2;
-  pl::Executor ex2([&](int mb) { rec2.segment("F" + std::to_string(mb)); });
+  pl::Executor ex2([&](int mb) { rec2.segment(fmt::format("F{}", mb)); });
   ex2.run(pl::stage_actions(pl::Schedule::Interleaved, 2, 0, 3, 4), 3);
   EXPECT_EQ(rec2.log, (std::vector<std::string>{"F0", "F1", "F2"}));
 
   // A forward-only list whose tasks do call end_forward still finishes every task.
   Recorder rec3;
   pl::Executor ex3([&](int mb) {
-    rec3.segment("F" + std::to_string(mb));
+    rec3.segment(fmt::format("F{}", mb));
     pl::end_forward();
-    rec3.segment("B" + std::to_string(mb));
+    rec3.segment(fmt::format("B{}", mb));
   });
   ex3.run(pl::stage_actions(pl::Schedule::Simple, 2, 0, 2, 4, true), 2);
   EXPECT_EQ(rec3.log, (std::vector<std::string>{"F0", "F1", "B0", "B1"}));

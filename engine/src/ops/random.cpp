@@ -3,6 +3,7 @@
 // Every call reserves ceil(numel/4) counter blocks (see cpu/random_cpu.cpp for the rule
 // that maps elements to counters), also on meta, so a rank that runs an op on meta keeps
 // its generator in step with the rank that computes it.
+#include <smp/engine/placement.h>
 #include <smp/engine/random.h>
 
 #include <numeric>
@@ -15,7 +16,11 @@ namespace {
 
 std::pair<uint64_t, uint64_t> reserve_for(const Tensor& t) {
   uint64_t blocks = (static_cast<uint64_t>(t.numel()) + 3) / 4;
-  return default_generator(t.device()).reserve(blocks);
+  // A draw another rank makes for real (placed there by the pipeline) moves this rank's real
+  // generator by the same amount, so the next draw this rank makes for real matches.
+  const Placement* p = current_placement();
+  const Device d = t.device().is_meta() && p && !p->local ? p->compute_device : t.device();
+  return default_generator(d).reserve(blocks);
 }
 
 void check_inplace_random(const Tensor& t, const char* op) {

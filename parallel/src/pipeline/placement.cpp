@@ -82,7 +82,7 @@ class MicrobatchHook final : public PlacementHook {
           exec = t->unsafe_impl()->partition;
           break;
         }
-    if (exec < 0) return Placement{-1, true};  // replicated: every rank computes it
+    if (exec < 0) return Placement{-1, true, device_};  // replicated: every rank computes it
 
     for (const Tensor* t : inputs) {
       const int holder = t->unsafe_impl()->partition;
@@ -98,7 +98,7 @@ class MicrobatchHook final : public PlacementHook {
         if (t->requires_grad()) receive_gradient(*t, exec);
       }
     }
-    return Placement{exec, mine_ == exec};
+    return Placement{exec, mine_ == exec, device_};
   }
 
  private:

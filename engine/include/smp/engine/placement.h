@@ -10,9 +10,13 @@ namespace smp {
 
 /// Where one op runs, as the pipeline decides it.
 struct Placement {
-  int partition =
-      -1;  ///< partition holding the op's outputs; -1: every rank holds them (replicated)
-  bool local = true;  ///< this rank computes the values; false: outputs are meta (shapes only)
+  /// Partition holding the op's outputs; -1: every rank holds them (replicated).
+  int partition = -1;
+  /// This rank computes the values; false: outputs are meta (shapes only).
+  bool local = true;
+  /// The device this rank computes on. A random op that runs on meta here still advances this
+  /// device's generator, so every rank's generator stays where a one-process run's would be.
+  Device compute_device = Device(DeviceType::CPU);
 };
 
 /// Decides, for every op a thread runs while installed, where the op executes.

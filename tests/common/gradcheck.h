@@ -5,12 +5,13 @@
 // each input's .grad(). Works for any strides, so tests pass non-contiguous views too.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <smp/smp.h>
 
-#include <gtest/gtest.h>
-
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -87,10 +88,10 @@ inline std::string gradcheck(const std::function<Tensor(const std::vector<Tensor
 }
 
 /// Asserts the gradient check passes: EXPECT_GRADCHECK(f, {a, b}).
-#define EXPECT_GRADCHECK(f, ...)                                         \
-  do {                                                                   \
-    std::string _msg = ::smp::test::gradcheck((f), __VA_ARGS__);         \
-    EXPECT_TRUE(_msg.empty()) << _msg;                                   \
+#define EXPECT_GRADCHECK(f, ...)                                 \
+  do {                                                           \
+    std::string _msg = ::smp::test::gradcheck((f), __VA_ARGS__); \
+    EXPECT_TRUE(_msg.empty()) << _msg;                           \
   } while (0)
 
 /// Random float64 tensor for gradchecks, reproducible from `seed`.
@@ -103,7 +104,9 @@ inline Tensor randd(const Shape& shape, uint64_t seed = 0) {
   uint64_t x = seed * 6364136223846793005ULL + 1442695040888963407ULL;
   for (auto& e : v) {
     x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    e = static_cast<double>((x >> 11) & ((1ULL << 40) - 1)) / static_cast<double>(1ULL << 40) * 2.0 - 1.0;
+    e = static_cast<double>((x >> 11) & ((1ULL << 40) - 1)) / static_cast<double>(1ULL << 40) *
+            2.0 -
+        1.0;
   }
   int64_t n = 1;
   for (auto s : shape) n *= s;
@@ -112,9 +115,11 @@ inline Tensor randd(const Shape& shape, uint64_t seed = 0) {
 }
 
 /// Max |a − b| ≤ atol + rtol·|b| elementwise; returns "" or the first mismatch.
-inline std::string allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-6) {
+inline std::string allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5,
+                            double atol = 1e-6) {
   if (a.sizes() != b.sizes())
-    return fmt::format("shapes differ: [{}] vs [{}]", fmt::join(a.sizes(), ","), fmt::join(b.sizes(), ","));
+    return fmt::format("shapes differ: [{}] vs [{}]", fmt::join(a.sizes(), ","),
+                       fmt::join(b.sizes(), ","));
   auto x = a.to_vector<double>();
   auto y = b.to_vector<double>();
   for (size_t i = 0; i < x.size(); ++i) {
@@ -125,15 +130,25 @@ inline std::string allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5
   return "";
 }
 
-#define EXPECT_ALLCLOSE(a, b, ...)                                        \
-  do {                                                                    \
-    std::string _msg = ::smp::test::allclose((a), (b), ##__VA_ARGS__);    \
-    EXPECT_TRUE(_msg.empty()) << _msg;                                    \
+/// Largest |a − b| over the elements (infinity when the element counts differ).
+inline double max_abs_diff(const Tensor& a, const Tensor& b) {
+  auto x = a.contiguous().to_vector<double>();
+  auto y = b.contiguous().to_vector<double>();
+  if (x.size() != y.size()) return std::numeric_limits<double>::infinity();
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
+  return worst;
+}
+
+#define EXPECT_ALLCLOSE(a, b, ...)                                     \
+  do {                                                                 \
+    std::string _msg = ::smp::test::allclose((a), (b), ##__VA_ARGS__); \
+    EXPECT_TRUE(_msg.empty()) << _msg;                                 \
   } while (0)
 
 /// True when a CUDA device is present; CUDA tests call SMP_SKIP_WITHOUT_CUDA() first.
-#define SMP_SKIP_WITHOUT_CUDA()                                 \
-  do {                                                          \
+#define SMP_SKIP_WITHOUT_CUDA()                                         \
+  do {                                                                  \
     if (!::smp::cuda::is_available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "gradcheck.h"
+
 namespace {
 
 std::shared_ptr<smp::nn::Sequential> make_mlp() {
@@ -26,14 +28,6 @@ std::pair<smp::Tensor, smp::Tensor> batch_of(int r) {
   return {x, y};
 }
 
-void expect_close(const smp::Tensor& a, const smp::Tensor& b, double tol, const std::string& what) {
-  auto va = a.contiguous().to_vector<float>(), vb = b.contiguous().to_vector<float>();
-  ASSERT_EQ(va.size(), vb.size()) << what;
-  double worst = 0;
-  for (size_t i = 0; i < va.size(); ++i) worst = std::max(worst, std::abs(double(va[i]) - vb[i]));
-  EXPECT_LE(worst, tol) << what << " on rank " << smp::rank();
-}
-
 TEST(DDP, ParametersAreBroadcastFromTheFirstDpRank) {
   smp::manual_seed(77 + static_cast<uint64_t>(smp::rank()));  // every rank starts different
   auto net = make_mlp();
@@ -42,7 +36,7 @@ TEST(DDP, ParametersAreBroadcastFromTheFirstDpRank) {
     smp::Tensor mine = p.detach().clone();
     smp::Tensor first = mine.clone();
     smp::comm(smp::CommGroup::DP_GROUP).broadcast(first, 0)->wait();
-    expect_close(mine, first, 0, name);
+    EXPECT_EQ(smp::test::max_abs_diff(mine, first), 0) << name << " on rank " << smp::rank();
   }
 }
 
@@ -76,15 +70,17 @@ TEST(DDP, GradientsAreTheAverageOverTheGroup) {
   model.wait_for_gradients();
   auto ps = model.parameters();
   for (size_t i = 0; i < ps.size(); ++i)
-    expect_close(ps[i].grad(), sum[i] / static_cast<double>(smp::dp_size()), 1e-6,
-                 "grad " + std::to_string(i));
+    EXPECT_LE(smp::test::max_abs_diff(ps[i].grad(), sum[i] / static_cast<double>(smp::dp_size())),
+              1e-6)
+        << "grad " << i << " on rank " << smp::rank();
 
   // step() must leave every replica with identical weights.
   opt.step();
   for (auto& p : model.parameters()) {
     smp::Tensor first = p.detach().clone();
     smp::comm(smp::CommGroup::DP_GROUP).broadcast(first, 0)->wait();
-    expect_close(p.detach(), first, 0, "weights after step");
+    EXPECT_EQ(smp::test::max_abs_diff(p.detach(), first), 0)
+        << "weights after step on rank " << smp::rank();
   }
 }
 

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <tuple>
 
+#include "gradcheck.h"
+
 namespace {
 
 std::shared_ptr<smp::nn::Sequential> make_net() {
@@ -23,15 +25,6 @@ constexpr int64_t kRows = 8;  // per rank; divisible by 1, 2, 4 and 8 microbatch
 std::pair<smp::Tensor, smp::Tensor> rank_batch(int r) {
   smp::manual_seed(500 + static_cast<uint64_t>(r));
   return {smp::randn({kRows, 5}), smp::randint(0, 4, {kRows})};
-}
-
-double max_diff(const smp::Tensor& a, const smp::Tensor& b) {
-  auto va = a.contiguous().to_vector<float>(), vb = b.contiguous().to_vector<float>();
-  EXPECT_EQ(va.size(), vb.size());
-  double worst = 0;
-  for (size_t i = 0; i < va.size() && i < vb.size(); ++i)
-    worst = std::max(worst, std::abs(double(va[i]) - vb[i]));
-  return worst;
 }
 
 TEST(Step, GradientsEqualOneUnsplitStepOverTheGlobalBatch) {
@@ -67,14 +60,14 @@ TEST(Step, GradientsEqualOneUnsplitStepOverTheGlobalBatch) {
   ASSERT_EQ(static_cast<int>(loss_mb.size()), m);
   auto rp = ref->parameters(), mp = model.parameters();
   for (size_t i = 0; i < rp.size(); ++i)
-    EXPECT_LE(max_diff(mp[i].grad(), rp[i].grad()), 2e-6)
+    EXPECT_LE(smp::test::max_abs_diff(mp[i].grad(), rp[i].grad()), 2e-6)
         << "parameter " << i << " with " << m << " microbatches, dp " << smp::dp_size();
 
   // Outputs: concat is the whole local batch's output; reduce_mean the local batch's loss.
   smp::NoGradGuard ng;
   smp::Tensor full_out = (*ref)(x);
   EXPECT_EQ(out_mb.concat().sizes(), full_out.sizes());
-  EXPECT_LE(max_diff(out_mb.concat(), full_out), 1e-6);
+  EXPECT_LE(smp::test::max_abs_diff(out_mb.concat(), full_out), 1e-6);
   EXPECT_NEAR(loss_mb.reduce_mean().item<double>(), smp::cross_entropy(full_out, y).item<double>(),
               1e-6);
   EXPECT_EQ(loss_mb.stack().sizes(), smp::Shape({m}));

@@ -9,6 +9,8 @@
 #include <string>
 #include <tuple>
 
+#include "gradcheck.h"
+
 namespace {
 
 /// Six linear layers; under manual partitioning layer i goes to partition i * pp / 6.
@@ -29,15 +31,6 @@ constexpr int64_t kRows = 8;
 std::pair<smp::Tensor, smp::Tensor> rank_batch(int r) {
   smp::manual_seed(700 + static_cast<uint64_t>(r));
   return {smp::randn({kRows, 5}), smp::randint(0, 4, {kRows})};
-}
-
-double max_diff(const smp::Tensor& a, const smp::Tensor& b) {
-  auto va = a.contiguous().to_vector<float>(), vb = b.contiguous().to_vector<float>();
-  EXPECT_EQ(va.size(), vb.size());
-  double worst = 0;
-  for (size_t i = 0; i < va.size() && i < vb.size(); ++i)
-    worst = std::max(worst, std::abs(double(va[i]) - vb[i]));
-  return worst;
 }
 
 /// The unsplit reference: same weights, every DP rank's batch, one process.
@@ -84,7 +77,7 @@ TEST(Pipeline, OneStepGradientsEqualTheUnsplitStep) {
   for (size_t i = 0; i < mp.size(); ++i) {
     if (mp[i].second.is_meta()) continue;
     ASSERT_TRUE(mp[i].second.grad().defined()) << mp[i].first;
-    EXPECT_LE(max_diff(mp[i].second.grad(), rp[i].second.grad()), 2e-6)
+    EXPECT_LE(smp::test::max_abs_diff(mp[i].second.grad(), rp[i].second.grad()), 2e-6)
         << mp[i].first << " on pp rank " << smp::pp_rank();
     ++checked;
   }
@@ -96,7 +89,7 @@ TEST(Pipeline, OneStepGradientsEqualTheUnsplitStep) {
   smp::Tensor full = (*ref)(x);
   EXPECT_NEAR(loss_mb.reduce_mean().item<double>(), smp::cross_entropy(full, y).item<double>(),
               1e-5);
-  EXPECT_LE(max_diff(out_mb.concat(), full), 1e-5);
+  EXPECT_LE(smp::test::max_abs_diff(out_mb.concat(), full), 1e-5);
 
   // The gathered state_dict is the whole model, real on every rank, equal to the weights
   // the step started from (nothing has been updated yet).
@@ -104,7 +97,7 @@ TEST(Pipeline, OneStepGradientsEqualTheUnsplitStep) {
   auto start = ref->state_dict();
   for (auto& [k, v] : sd) {
     EXPECT_FALSE(v.is_meta()) << k;
-    EXPECT_EQ(max_diff(v, start.at(k)), 0) << k;
+    EXPECT_EQ(smp::test::max_abs_diff(v, start.at(k)), 0) << k;
   }
   // local_state_dict: exactly this rank's real tensors.
   for (auto& [k, v] : model.local_state_dict()) EXPECT_FALSE(v.is_meta()) << k;
@@ -146,7 +139,8 @@ TEST(Pipeline, PartitionDecisionAndPostPartitionHooks) {
   for (size_t i = 1; i < linear_parts.size(); ++i)
     EXPECT_LE(linear_parts[i] - linear_parts[i - 1], 1);
   for (auto& p : model.local_parameters()) EXPECT_FALSE(p.is_meta());
-  for (auto& [k, v] : model.state_dict()) EXPECT_EQ(max_diff(v, loaded.at(k)), 0) << k;
+  for (auto& [k, v] : model.state_dict())
+    EXPECT_EQ(smp::test::max_abs_diff(v, loaded.at(k)), 0) << k;
 }
 
 TEST(Pipeline, TwentySgdStepsMatchOneProcess) {
@@ -176,7 +170,7 @@ TEST(Pipeline, TwentySgdStepsMatchOneProcess) {
   }
   auto sd = model.state_dict();
   auto rsd = ref->state_dict();
-  for (auto& [k, v] : sd) EXPECT_LE(max_diff(v, rsd.at(k)), 2e-5) << k;
+  for (auto& [k, v] : sd) EXPECT_LE(smp::test::max_abs_diff(v, rsd.at(k)), 2e-5) << k;
 }
 
 /// Data goes 0 -> 1 -> 0: a model whose last layer sits on the first partition.
@@ -219,7 +213,8 @@ TEST(Pipeline, DataFlowingBackToAnEarlierPartition) {
   auto mp = net->named_parameters();
   for (size_t i = 0; i < mp.size(); ++i) {
     if (mp[i].second.is_meta()) continue;
-    EXPECT_LE(max_diff(mp[i].second.grad(), rp[i].second.grad()), 2e-6) << mp[i].first;
+    EXPECT_LE(smp::test::max_abs_diff(mp[i].second.grad(), rp[i].second.grad()), 2e-6)
+        << mp[i].first;
   }
 }
 

@@ -13,6 +13,7 @@ namespace detail {
 /// The one door from smp::step into DistributedModel's step bookkeeping.
 struct StepAccess {
   static auto& state(DistributedModel& m) { return m.step_; }
+  static PipelineState& pipeline(DistributedModel& m) { return m.pipeline_; }
 };
 
 Tensor microbatch_slice(const Tensor& t, int64_t axis, int mb, int microbatches, size_t position) {
@@ -51,7 +52,7 @@ void run_step(DistributedModel& model, int microbatches, const std::function<voi
   st.calls_per_microbatch.assign(static_cast<size_t>(microbatches), 0);
   try {
     if (pipelined) {
-      run_pipeline_step(model, microbatches, body, st.pipelined_steps, st.chain_flow);
+      run_pipeline_step(StepAccess::pipeline(model), microbatches, body);
     } else {
       for (int mb = 0; mb < microbatches; ++mb) {
         st.current = mb;

@@ -19,10 +19,9 @@ void partition_model(DistributedModel& model, const Tensor& example);
 /// Runs one pipelined step: every microbatch's task on the executor in this stage's schedule
 /// order, with the placement hook installed on each task.
 /// The first step of a model, and every step of one whose data flows back to an earlier
-/// partition, use the simple schedule; `chain_flow` is updated from what the step saw (agreed
-/// over the pipeline group).
-void run_pipeline_step(DistributedModel& model, int microbatches,
-                       const std::function<void(int)>& body, int& pipelined_steps,
-                       bool& chain_flow);
+/// partition, use the simple schedule; `state.chain_flow` is updated from what the step saw
+/// (agreed over the pipeline group).
+void run_pipeline_step(PipelineState& state, int microbatches,
+                       const std::function<void(int)>& body);
 
 }  // namespace smp::detail

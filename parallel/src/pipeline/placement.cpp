@@ -146,37 +146,18 @@ class MicrobatchHook final : public PlacementHook {
 
 }  // namespace
 
-void run_pipeline_step(DistributedModel& model, int microbatches,
-                       const std::function<void(int)>& body, int& pipelined_steps,
-                       bool& chain_flow) {
+void run_pipeline_step(PipelineState& state, int microbatches,
+                       const std::function<void(int)>& body) {
   const Config& cfg = config();
   const int pp = pp_size(), mine = pp_rank();
-  // Modules that own state, with their partitions; and the device this rank computes on.
-  std::unordered_map<const nn::Module*, int> units;
-  Device device(DeviceType::CPU);
-  bool device_found = false;
-  for (auto& m : model.module().modules()) {
-    auto own = m->parameters(false);
-    auto bufs = m->buffers(false);
-    if (own.empty() && bufs.empty()) continue;
-    int p = -1;
-    for (auto& t : own) p = std::max(p, t.unsafe_impl()->partition);
-    for (auto& t : bufs) p = std::max(p, t.unsafe_impl()->partition);
-    units[m.get()] = p;
-    for (auto& t : own)
-      if (!device_found && !t.is_meta()) {
-        device = t.device();
-        device_found = true;
-      }
-  }
   Communicator& group = comm(CommGroup::PP_GROUP);
   auto pending = std::make_shared<Pending>();
-  const bool safe = pipelined_steps == 0 || !chain_flow;
+  const bool safe = state.steps == 0 || !state.chain_flow;
   const auto schedule = safe ? pipeline::Schedule::Simple : pipeline::parse_schedule(cfg.pipeline);
   const auto actions =
       pipeline::stage_actions(schedule, pp, mine, microbatches, cfg.active_microbatches_value());
   pipeline::Executor ex([&](int mb) {
-    MicrobatchHook hook(units, mine, mb, group, device, pending);
+    MicrobatchHook hook(state.unit_partition, mine, mb, group, state.device, pending);
     PlacementHook* prev = set_placement_hook(&hook);
     try {
       body(mb);
@@ -188,11 +169,11 @@ void run_pipeline_step(DistributedModel& model, int microbatches,
   });
   ex.run(actions, microbatches);
   pending->wait_all();
-  if (pipelined_steps++ == 0) {
+  if (state.steps++ == 0) {
     Tensor flag = full({1}, pending->backward_flow ? 1 : 0, kInt32);
     group.allreduce(flag, ReduceOp::Max)->wait();
-    chain_flow = flag.item<int>() == 0;
-    if (!chain_flow && cfg.pipeline != "simple" && rank() == 0)
+    state.chain_flow = flag.item<int>() == 0;
+    if (!state.chain_flow && cfg.pipeline != "simple" && rank() == 0)
       std::fprintf(stderr,
                    "smp: the model sends values back to an earlier partition; its steps use the "
                    "simple pipeline schedule (interleaved assumes data flows forward)\n");

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace smp {
@@ -34,6 +35,19 @@ namespace detail {
 class GradReducer;
 struct StepAccess;
 void partition_model(DistributedModel& model, const Tensor& example);
+
+/// What the pipeline knows about one model: filled when it is partitioned, updated by steps.
+struct PipelineState {
+  /// The modules that own parameters or buffers (they run their ops on their partition).
+  std::unordered_map<const nn::Module*, int> unit_partition;
+  /// Where this rank computes (the device of its parameters).
+  Device device = Device(DeviceType::CPU);
+  int steps = 0;  ///< steps run with pp > 1 so far
+  /// False once a step saw data flow to an earlier partition: per-stage schedules (1F1B)
+  /// assume a chain, so such models run the simple schedule, which is the same on every
+  /// stage and cannot deadlock.
+  bool chain_flow = true;
+};
 }  // namespace detail
 
 /// Wraps the one model of a program. With dp_size() > 1 it broadcasts parameters and buffers
@@ -106,14 +120,9 @@ class DistributedModel {
   struct StepState {
     bool active = false;
     int microbatches = 1;
-    int current = 0;          ///< microbatch whose step function is running
-    int backward_calls = 0;   ///< over the whole step
-    int backward_runs = 0;    ///< backwards that have started running (pipeline order)
-    int pipelined_steps = 0;  ///< steps run with pp > 1 so far
-    /// False once a step saw data flow to an earlier partition: per-stage schedules (1F1B)
-    /// assume a chain, so such models run the simple schedule, which is the same on every
-    /// stage and cannot deadlock.
-    bool chain_flow = true;
+    int current = 0;         ///< microbatch whose step function is running
+    int backward_calls = 0;  ///< over the whole step
+    int backward_runs = 0;   ///< backwards that have started running (pipeline order)
     std::vector<int> calls_per_microbatch;
   };
 
@@ -128,6 +137,7 @@ class DistributedModel {
   std::map<const nn::Module*, int> module_partition_;
   std::vector<std::pair<std::string, int>> assignment_names_;
   std::map<std::string, int> tensor_partition_;  ///< state_dict key -> partition holding it
+  detail::PipelineState pipeline_;
   std::vector<std::function<void(DistributedModel&)>> post_partition_hooks_;
 };
 

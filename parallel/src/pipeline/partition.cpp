@@ -22,7 +22,6 @@ std::string parent_name(const std::string& name) {
 /// A module that owns parameters or buffers directly: the unit the partitioner places (a
 /// module without state runs wherever its inputs are).
 struct Unit {
-  std::string name;
   nn::Module* module;
   double weight;
 };
@@ -121,7 +120,7 @@ void partition_model(DistributedModel& model, const Tensor& example) {
     double w = 1;
     for (auto& [n, t] : own_p) w += static_cast<double>(t.numel());
     for (auto& [n, t] : own_b) w += static_cast<double>(t.numel());
-    units.push_back(Unit{name, m.get(), w});
+    units.push_back(Unit{m.get(), w});
   }
   // Partitioning is a pure function of the model and the configuration, so its errors are the
   // same on every rank: ConfigError, reported once.

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -44,19 +45,25 @@ void bench_gemm(int reps) {
     float* pc = c.data_ptr<float>();
     int r = n >= 2048 ? std::max(5, reps / 2) : 4 * reps;
     double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
-    // Alternate single calls of the two, so both see the same machine load.
     auto blas = [&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
                   static_cast<int>(n), static_cast<int>(n), 1.0f, pa, static_cast<int>(n), pb,
                   static_cast<int>(n), 0.0f, pc, static_cast<int>(n));
     };
     auto ours = [&] { smp::Tensor out = smp::matmul(a, b); };
-    blas();
-    ours();
+    // libsmp keeps OpenBLAS single-threaded and splits products over its own pool, so the
+    // reference gets OpenBLAS's threads back for its turn. Turns alternate in blocks rather
+    // than single calls: an idle OpenBLAS worker spins for ~0.1 s after its last call and
+    // would take a core from ours. Both see the same machine load over two rounds each.
     std::vector<double> tb, ts;
-    for (int i = 0; i < r; ++i) {
-      tb.push_back(seconds(blas));
-      ts.push_back(seconds(ours));
+    for (int round = 0; round < 2; ++round) {
+      openblas_set_num_threads(smp::get_num_threads());
+      blas();
+      for (int i = 0; i < r / 2; ++i) tb.push_back(seconds(blas));
+      openblas_set_num_threads(1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      ours();
+      for (int i = 0; i < r / 2; ++i) ts.push_back(seconds(ours));
     }
     double t_blas = median(tb), t_smp = median(ts);
     double g_smp = flops / t_smp / 1e9, g_blas = flops / t_blas / 1e9;

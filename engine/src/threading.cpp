@@ -1,8 +1,10 @@
 // A fixed pool of workers; parallel_for splits a range into one chunk per thread.
-#include <smp/engine/threading.h>
 #include <smp/engine/error.h>
+#include <smp/engine/threading.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -10,7 +12,10 @@
 #include <vector>
 
 extern "C" {
-// OpenBLAS threads must follow ours, or the two pools oversubscribe the cores.
+// OpenBLAS always runs single-threaded: large products are split over our pool instead
+// (cpu/gemm_cpu.cpp). An OpenBLAS worker spins in sched_yield for ~0.1 s after each threaded
+// call, and with as many threads as cores that spinning took a third of the CPU from our own
+// kernels during MNIST training.
 void openblas_set_num_threads(int) __attribute__((weak));
 }
 
@@ -19,6 +24,34 @@ namespace smp {
 namespace {
 
 thread_local bool t_in_pool = false;
+
+// Spinning for a short while before sleeping: a training step issues hundreds of parallel
+// regions back to back, and waking a sleeping thread through the kernel cost 15-80 µs per
+// region on our 2-core VM (a 256³ GEMM split over two threads ran slower than on one).
+constexpr auto kSpin = std::chrono::microseconds(150);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Polls ready() for up to kSpin; true when it became true. After a few pauses it yields
+// instead: the scheduler sometimes puts a woken worker on its waker's core, and a thread that
+// only pauses then holds that core until the tick while the other one idles.
+template <class Ready>
+bool spin_until(Ready&& ready) {
+  auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 1;; ++i) {
+    if (ready()) return true;
+    if (i < 64) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+      if (std::chrono::steady_clock::now() > until) return ready();
+    }
+  }
+}
 
 class ThreadPool {
  public:
@@ -32,30 +65,42 @@ class ThreadPool {
     stopping_ = false;
     // A worker starts from the current generation, so it never mistakes a finished job for
     // a new one (and still joins a job that begins before the thread first runs).
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g = generation_] { worker(i, g); });
+    uint64_t g = state_.load() >> kTaskBits;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, g] { worker(i, g); });
   }
 
   // Runs fn(i) for i in [0, tasks), tasks <= size(): the caller takes task 0 and worker w
   // takes task w, so no task can be claimed twice across generations.
   void run(int tasks, const std::function<void(int)>& fn) {
-    std::unique_lock<std::mutex> lk(mu_);
     job_ = &fn;
-    tasks_ = tasks;
-    remaining_ = tasks - 1;
     error_ = nullptr;
-    ++generation_;
-    lk.unlock();
-    cv_.notify_all();
+    remaining_.store(tasks - 1);
+    // Generation and task count change in one atomic step, so a late worker never pairs
+    // one job's generation with another's task count.
+    uint64_t gen = (state_.load() >> kTaskBits) + 1;
+    state_.store(gen << kTaskBits | static_cast<uint64_t>(tasks));
+    // Seq-cst store then load, against the worker's increment then re-check: either it sees
+    // the new state or we see it asleep and wake it.
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> g(mu_);
+      cv_.notify_all();
+    }
     t_in_pool = true;
     run_task(fn, 0);
     t_in_pool = false;
-    lk.lock();
-    done_cv_.wait(lk, [&] { return remaining_ == 0; });
+    if (!spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lk(mu_);
+      caller_waiting_.store(true);
+      done_cv_.wait(lk, [&] { return remaining_.load() == 0; });
+      caller_waiting_.store(false);
+    }
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  static constexpr int kTaskBits = 16;
+
   void run_task(const std::function<void(int)>& fn, int i) {
     try {
       fn(i);
@@ -68,16 +113,22 @@ class ThreadPool {
   void worker(int id, uint64_t seen) {
     t_in_pool = true;
     for (;;) {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-      if (id >= tasks_) continue;
-      const auto* job = job_;
-      lk.unlock();
-      run_task(*job, id);
-      lk.lock();
-      if (--remaining_ == 0) done_cv_.notify_all();
+      auto fresh = [&] { return (state_.load(std::memory_order_acquire) >> kTaskBits) != seen; };
+      if (!spin_until([&] { return fresh() || stopping_.load(); })) {
+        std::unique_lock<std::mutex> lk(mu_);
+        sleepers_.fetch_add(1);
+        cv_.wait(lk, [&] { return stopping_.load() || fresh(); });
+        sleepers_.fetch_sub(1);
+      }
+      if (stopping_.load()) return;
+      uint64_t st = state_.load(std::memory_order_acquire);
+      seen = st >> kTaskBits;
+      if (id >= static_cast<int>(st & ((1u << kTaskBits) - 1))) continue;
+      run_task(*job_, id);
+      if (remaining_.fetch_sub(1) == 1 && caller_waiting_.load()) {
+        std::lock_guard<std::mutex> g(mu_);
+        done_cv_.notify_all();
+      }
     }
   }
 
@@ -95,10 +146,11 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(int)>* job_ = nullptr;
-  int tasks_ = 0;
-  int remaining_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> state_{0};  // generation << kTaskBits | task count
+  std::atomic<int> remaining_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> caller_waiting_{false};
+  std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
 
@@ -109,8 +161,14 @@ int default_threads() {
 
 std::mutex g_pool_mu;  // one parallel region at a time; others run inline
 
-ThreadPool& pool() {
+ThreadPool& make_pool() {
+  if (openblas_set_num_threads) openblas_set_num_threads(1);
   static ThreadPool p(default_threads());
+  return p;
+}
+
+ThreadPool& pool() {
+  static ThreadPool& p = make_pool();
   return p;
 }
 
@@ -123,13 +181,14 @@ void set_num_threads(int n) {
   std::lock_guard<std::mutex> g(g_pool_mu);
   pool().resize(n);
   g_num_threads = n;
-  if (openblas_set_num_threads) openblas_set_num_threads(n);
 }
 
 int get_num_threads() {
   if (g_num_threads < 0) g_num_threads = pool().size();
   return g_num_threads;
 }
+
+bool in_parallel_region() { return t_in_pool; }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
   if (n <= 0) return;

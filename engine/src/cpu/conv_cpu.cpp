@@ -7,7 +7,7 @@
 //    (parallel_gemms); best when OH·OW is large, so each per-sample GEMM is well shaped;
 //  * batched: when OH·OW is small (deep layers), per-sample GEMMs are tiny and OpenBLAS
 //    spends its time packing, so a chunk of samples is im2col'ed side by side into
-//    cols (K, chunk·OH·OW) and one GEMM (threaded inside OpenBLAS) covers the chunk; the
+//    cols (K, chunk·OH·OW) and one GEMM (split over the pool by gemm) covers the chunk; the
 //    result is scattered back to NCHW (and grad_out gathered to (O/g, chunk·OH·OW)).
 #include <cblas.h>
 #include <smp/engine/threading.h>
@@ -196,7 +196,7 @@ void conv_forward_batched(const ConvGeom& g, const T* in, const T* wt, const T* 
     int64_t nb = std::min(nb_max, g.n - n0), ld = nb * g.l;
     for (int64_t gr = 0; gr < g.groups; ++gr) {
       im2col_chunk(in + (n0 * g.c + gr * g.cg) * g.h * g.w, cols.data(), nb, g, p);
-      // obuf (og, nb·l) = W_g (og, k) · cols (k, nb·l), threaded inside OpenBLAS.
+      // obuf (og, nb·l) = W_g (og, k) · cols (k, nb·l), split over the pool by gemm.
       gemm<T>(false, false, g.og, ld, g.k, T(1), wt + gr * g.og * g.k, g.k, cols.data(), ld, T(0),
               obuf.data(), ld);
       parallel_for(nb * g.og, std::max<int64_t>(1, 16384 / std::max<int64_t>(g.l, 1)),

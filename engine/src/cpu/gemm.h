@@ -9,7 +9,8 @@
 namespace smp::cpu {
 
 /// c (m,n), leading dim ldc = alpha·op(a)·op(b) + beta·c, all row-major (BLAS semantics:
-/// beta = 0 never reads c). float and double.
+/// beta = 0 never reads c). float and double. Large products are split over the pool (run
+/// inline when called from a pool thread).
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
@@ -19,10 +20,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 /// as they are (either stride 1) are not copied.
 void gemm_tensors(const Tensor& out, const Tensor& a, const Tensor& b, double beta, double alpha);
 
-/// Runs f(begin, end) over [0, n) split across our pool, each chunk calling single-threaded
-/// GEMMs: for many small independent products (per sample, per batch matrix) this beats
-/// threading each small GEMM inside OpenBLAS. OpenBLAS's (global) thread count is 1 for the
-/// duration and restored after.
+/// Runs f(begin, end) over [0, n) split across our pool, each chunk calling GEMMs that then
+/// run single-threaded: for many small independent products (per sample, per batch matrix)
+/// this beats splitting each small GEMM.
 void parallel_gemms(int64_t n, const std::function<void(int64_t, int64_t)>& f);
 
 }  // namespace smp::cpu

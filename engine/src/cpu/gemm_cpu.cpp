@@ -10,24 +10,68 @@
 
 namespace smp::cpu {
 
+namespace {
+
+// Products at least this large (m·n·k, the size where OpenBLAS itself starts threading
+// times 8) are split over our pool; below it waking a worker costs more than it saves.
+constexpr double kSplitWork = 128.0 * 128.0 * 128.0;
+constexpr int64_t kBlockAlign = 16;  // a multiple of the sgemm/dgemm kernels' tile sizes
+
+// Splits C into one block of its larger dimension per thread, each block a single-threaded
+// BLAS call on the matching slice of A or B (OpenBLAS's threads are kept at 1).
+template <class T, class Blas>
+void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                const T* b, int64_t ldb, T* c, int64_t ldc, Blas&& blas) {
+  int threads = get_num_threads();
+  double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  bool by_cols = n >= m;
+  int64_t len = by_cols ? n : m;
+  int64_t blocks = std::min<int64_t>(threads, len / kBlockAlign);
+  if (threads <= 1 || blocks <= 1 || work < kSplitWork || in_parallel_region()) {
+    blas(m, n, a, b, c);
+    return;
+  }
+  int64_t per = ((len + blocks - 1) / blocks + kBlockAlign - 1) / kBlockAlign * kBlockAlign;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i) {
+      int64_t s = i * per, e = std::min(len, s + per);
+      if (s >= e) continue;
+      if (by_cols)  // columns s..e of op(B) and C
+        blas(m, e - s, a, tb ? b + s * ldb : b + s, c + s);
+      else  // rows s..e of op(A) and C
+        blas(e - s, n, ta ? a + s : a + s * lda, b, c + s * ldc);
+    }
+  });
+}
+
+}  // namespace
+
 template <>
 void gemm<float>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                  int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
-              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
-              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  split_gemm<float>(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc,
+                    [&](int64_t mm, int64_t nn, const float* pa, const float* pb, float* pc) {
+                      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                                  trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(mm),
+                                  static_cast<blasint>(nn), static_cast<blasint>(k), alpha, pa,
+                                  static_cast<blasint>(lda), pb, static_cast<blasint>(ldb), beta,
+                                  pc, static_cast<blasint>(ldc));
+                    });
 }
 
 template <>
 void gemm<double>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
                   const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
                   double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
-              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
-              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  split_gemm<double>(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc,
+                     [&](int64_t mm, int64_t nn, const double* pa, const double* pb, double* pc) {
+                       cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                                   trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(mm),
+                                   static_cast<blasint>(nn), static_cast<blasint>(k), alpha, pa,
+                                   static_cast<blasint>(lda), pb, static_cast<blasint>(ldb), beta,
+                                   pc, static_cast<blasint>(ldc));
+                     });
 }
 
 namespace {
@@ -70,7 +114,7 @@ void addmm_cpu(const Tensor& out, const Tensor& self, const Tensor& a, const Ten
 void bmm_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
   int64_t batch = out.size(0);
   // Per-matrix views without autograd. Small products are split over the batch; large ones
-  // keep OpenBLAS's own threading.
+  // are each split over the pool by gemm.
   auto mat = [](const Tensor& t, int64_t i) {
     return ops::make_view(t, {t.size(1), t.size(2)}, {t.stride(1), t.stride(2)},
                           t.storage_offset() + i * t.stride(0));
@@ -94,11 +138,6 @@ void parallel_gemms(int64_t n, const std::function<void(int64_t, int64_t)>& f) {
     f(0, n);
     return;
   }
-  struct OneBlasThread {
-    int restore;
-    explicit OneBlasThread(int r) : restore(r) { openblas_set_num_threads(1); }
-    ~OneBlasThread() { openblas_set_num_threads(restore); }
-  } guard(threads);
   parallel_for(n, 1, f);
 }
 

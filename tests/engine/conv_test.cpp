@@ -58,6 +58,47 @@ TEST(Conv2d, Gradcheck) {
       {randd({3, 4, 6, 7}, 11), randd({4, 2, 3, 2}, 12), randd({4}, 13)});
 }
 
+// float16 and bfloat16 products and convolutions on the CPU compute in float32 and round
+// once, so they equal the float32 computation on the same (rounded) inputs, rounded.
+TEST(ReducedFloat, MatmulAndConvRunInFloat32OnCpu) {
+  for (Dtype dt : {kBFloat16, kFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    auto leaf = [&](const Shape& s, uint64_t seed) {
+      manual_seed(seed);
+      return randn(s).to(dt).requires_grad_(true);
+    };
+    auto f32 = [](const Tensor& t) { return t.detach().to(kFloat32).requires_grad_(true); };
+    auto same = [&](const Tensor& got, const Tensor& want32) {
+      ASSERT_EQ(got.dtype(), dt);
+      EXPECT_EQ(test::max_abs_diff(got.to(kFloat32), want32.to(dt).to(kFloat32)), 0.0);
+    };
+    Tensor a = leaf({5, 7}, 1), b = leaf({7, 3}, 2), a32 = f32(a), b32 = f32(b);
+    Tensor c = matmul(a, b), c32 = matmul(a32, b32);
+    same(c, c32);
+    Tensor gc = leaf(c.sizes(), 9).detach();
+    c.backward(gc);
+    c32.backward(gc.to(kFloat32));
+    same(a.grad(), a32.grad());
+    same(b.grad(), b32.grad());
+    Tensor p = leaf({2, 3, 4}, 3), q = leaf({2, 4, 5}, 4);
+    same(bmm(p, q), bmm(f32(p), f32(q)));
+    // Per-sample (large plane) and batched (small plane) convolution paths.
+    for (int64_t hw : {20, 6}) {
+      Tensor x = leaf({2, 3, hw, hw}, 5), w = leaf({4, 3, 3, 3}, 6), bias = leaf({4}, 7);
+      Tensor x32 = f32(x), w32 = f32(w), bias32 = f32(bias);
+      Tensor y = conv2d(x, w, bias, {1, 1}, {1, 1});
+      Tensor y32 = conv2d(x32, w32, bias32, {1, 1}, {1, 1});
+      same(y, y32);
+      Tensor gout = leaf(y.sizes(), 8).detach();
+      y.backward(gout);
+      y32.backward(gout.to(kFloat32));
+      same(x.grad(), x32.grad());
+      same(w.grad(), w32.grad());
+      same(bias.grad(), bias32.grad());
+    }
+  }
+}
+
 TEST(Pool2d, Gradcheck) {
   EXPECT_GRADCHECK(
       [](const std::vector<Tensor>& x) {

@@ -20,6 +20,7 @@
 #include "cpu/gemm.h"
 #include "cpu/loops.h"
 #include "kernels.h"
+#include "ops/op_utils.h"
 
 namespace smp::cpu {
 namespace {
@@ -368,6 +369,12 @@ void conv_backward(const Tensor& grad_input, const Tensor& grad_weight, const Te
 
 void conv2d_forward_cpu(const Tensor& out, const Tensor& input, const Tensor& weight,
                         const Tensor& bias, const ConvParams& p) {
+  if (is_reduced_float(out.dtype())) {
+    Tensor o32 = ops::empty_out(out.sizes(), kFloat32, out.device());
+    conv2d_forward_cpu(o32, float32_copy(input), float32_copy(weight), float32_copy(bias), p);
+    ops::copy_into(out, o32);
+    return;
+  }
   SMP_DISPATCH_FLOATING(input.dtype(), "conv2d",
                         [&] { conv_forward<scalar_t>(out, input, weight, bias, p); });
 }
@@ -375,6 +382,17 @@ void conv2d_forward_cpu(const Tensor& out, const Tensor& input, const Tensor& we
 void conv2d_backward_cpu(const Tensor& grad_input, const Tensor& grad_weight,
                          const Tensor& grad_bias, const Tensor& grad_out, const Tensor& input,
                          const Tensor& weight, const ConvParams& p) {
+  if (is_reduced_float(input.dtype())) {
+    auto f32 = [](const Tensor& t) {
+      return t.defined() ? ops::empty_out(t.sizes(), kFloat32, t.device()) : t;
+    };
+    Tensor gi = f32(grad_input), gw = f32(grad_weight), gb = f32(grad_bias);
+    conv2d_backward_cpu(gi, gw, gb, float32_copy(grad_out), float32_copy(input),
+                        float32_copy(weight), p);
+    for (auto [dst, src] : {std::pair{grad_input, gi}, {grad_weight, gw}, {grad_bias, gb}})
+      if (dst.defined()) ops::copy_into(dst, src);
+    return;
+  }
   SMP_DISPATCH_FLOATING(input.dtype(), "conv2d_backward", [&] {
     conv_backward<scalar_t>(grad_input, grad_weight, grad_bias, grad_out, input, weight, p);
   });

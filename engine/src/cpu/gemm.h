@@ -20,6 +20,12 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 /// as they are (either stride 1) are not copied.
 void gemm_tensors(const Tensor& out, const Tensor& a, const Tensor& b, double beta, double alpha);
 
+/// float16/bfloat16 products and convolutions run on float32 copies and round once into the
+/// output, as PyTorch's CPU bfloat16 kernels accumulate in float32.
+bool is_reduced_float(Dtype d);
+/// A float32 copy of t (undefined stays undefined).
+Tensor float32_copy(const Tensor& t);
+
 /// Runs f(begin, end) over [0, n) split across our pool, each chunk calling GEMMs that then
 /// run single-threaded: for many small independent products (per sample, per batch matrix)
 /// this beats splitting each small GEMM.

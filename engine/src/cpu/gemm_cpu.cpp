@@ -105,6 +105,12 @@ Tensor blas_operand(const Tensor& t, BlasLayout& layout) {
 
 void addmm_cpu(const Tensor& out, const Tensor& self, const Tensor& a, const Tensor& b,
                const Scalar& beta, const Scalar& alpha) {
+  if (is_reduced_float(out.dtype())) {
+    Tensor o32 = ops::empty_out(out.sizes(), kFloat32, out.device());
+    addmm_cpu(o32, float32_copy(self), float32_copy(a), float32_copy(b), beta, alpha);
+    ops::copy_into(out, o32);
+    return;
+  }
   double be = self.defined() ? beta.to_double() : 0.0;
   // BLAS with beta = 0 ignores c, so self only needs copying when it contributes.
   if (be != 0.0) ops::copy_into(out, self);
@@ -112,6 +118,12 @@ void addmm_cpu(const Tensor& out, const Tensor& self, const Tensor& a, const Ten
 }
 
 void bmm_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (is_reduced_float(out.dtype())) {
+    Tensor o32 = ops::empty_out(out.sizes(), kFloat32, out.device());
+    bmm_cpu(o32, float32_copy(a), float32_copy(b));
+    ops::copy_into(out, o32);
+    return;
+  }
   int64_t batch = out.size(0);
   // Per-matrix views without autograd. Small products are split over the batch; large ones
   // are each split over the pool by gemm.
@@ -131,6 +143,15 @@ void bmm_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
 }
 
 }  // namespace
+
+bool is_reduced_float(Dtype d) { return d == kFloat16 || d == kBFloat16; }
+
+Tensor float32_copy(const Tensor& t) {
+  if (!t.defined()) return t;
+  Tensor c = ops::empty_out(t.sizes(), kFloat32, t.device());
+  ops::copy_into(c, t);
+  return c;
+}
 
 void parallel_gemms(int64_t n, const std::function<void(int64_t, int64_t)>& f) {
   int threads = get_num_threads();

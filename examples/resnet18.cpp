@@ -138,7 +138,8 @@ EvalResult evaluate(smp::DistributedModel& model, data::DataLoader& loader, smp:
   double loss_sum = 0;
   int64_t correct = 0, total = 0;
   for (data::Batch& b : loader) {
-    smp::Tensor x = b.data.to(device), y = b.target.to(device);
+    smp::Tensor x = b.data.to(device, /*non_blocking=*/true);
+    smp::Tensor y = b.target.to(device, /*non_blocking=*/true);
     if (y.size(0) % smp::config().microbatches != 0) continue;  // drop_last for microbatches
     smp::Tensor out = eval_step(model, x).concat();
     loss_sum += smp::cross_entropy(out, y, smp::Reduction::Sum).item<double>();
@@ -232,7 +233,8 @@ int run(Config cfg) {
     smp_examples::Stopwatch clock;
     int64_t epoch_samples = 0, epoch_steps = 0;
     for (data::Batch& b : train_loader) {
-      smp::Tensor x = b.data.to(device), y = b.target.to(device);
+      smp::Tensor x = b.data.to(device, /*non_blocking=*/true);
+      smp::Tensor y = b.target.to(device, /*non_blocking=*/true);
       if (y.size(0) % smp::config().microbatches != 0) break;  // drop_last for microbatches
       opt.zero_grad();
       smp::StepOutput loss_mb = train_step(model, x, y);

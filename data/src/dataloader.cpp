@@ -1,4 +1,5 @@
 #include <smp/data/dataloader.h>
+#include <smp/engine/device.h>
 #include <smp/engine/error.h>
 
 #include <algorithm>
@@ -12,12 +13,26 @@
 namespace smp::data {
 
 namespace {
-Batch make_batch(const Dataset& ds, const std::vector<size_t>& idx) {
-  if (auto b = ds.get_batch(idx)) return std::move(*b);
-  std::vector<Example> ex;
-  ex.reserve(idx.size());
-  for (size_t i : idx) ex.push_back(ds.get(i));
-  return collate(ex);
+Tensor pinned(const Tensor& t) {
+  return t.defined() && t.is_cpu() && !t.is_pinned() ? t.pin_memory() : t;
+}
+
+Batch make_batch(const Dataset& ds, const std::vector<size_t>& idx, bool pin) {
+  Batch b;
+  if (auto got = ds.get_batch(idx)) {
+    b = std::move(*got);
+  } else {
+    std::vector<Example> ex;
+    ex.reserve(idx.size());
+    for (size_t i : idx) ex.push_back(ds.get(i));
+    b = collate(ex);
+  }
+  // Pinned on the thread that built the batch, so the consumer's .to(cuda) does not wait.
+  if (pin) {
+    b.data = pinned(b.data);
+    b.target = pinned(b.target);
+  }
+  return b;
 }
 }  // namespace
 
@@ -26,6 +41,7 @@ Batch make_batch(const Dataset& ds, const std::vector<size_t>& idx) {
 // the order is the sampler's whatever the scheduling.
 struct DataLoader::EpochState {
   std::shared_ptr<Dataset> dataset;
+  bool pin = false;  // pin_memory requested and a CUDA device present
   std::vector<std::vector<size_t>> batches;
   size_t next = 0;  // batch the consumer is on; written under mu (workers read it)
   Batch current;
@@ -67,7 +83,7 @@ struct DataLoader::EpochState {
       }
       Result r;
       try {
-        r.batch = make_batch(*dataset, batches[k]);
+        r.batch = make_batch(*dataset, batches[k], pin);
       } catch (...) {
         r.error = std::current_exception();
       }
@@ -91,7 +107,7 @@ struct DataLoader::EpochState {
   bool load() {
     if (next >= batches.size()) return false;
     if (workers.empty()) {
-      current = make_batch(*dataset, batches[next]);
+      current = make_batch(*dataset, batches[next], pin);
       return true;
     }
     Result r;
@@ -134,6 +150,8 @@ size_t DataLoader::size() const {
 DataLoader::Iterator DataLoader::begin() {
   auto st = std::make_shared<EpochState>();
   st->dataset = dataset_;
+  // As PyTorch: without a CUDA device pinning would buy nothing, so batches stay pageable.
+  st->pin = options_.pin_memory() && cuda::is_available();
   std::vector<size_t> idx = sampler_->indices(epoch_++);
   const size_t b = options_.batch_size();
   for (size_t s = 0; s < idx.size(); s += b) {

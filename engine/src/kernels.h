@@ -20,18 +20,37 @@
 namespace smp::kernels {
 
 enum class UnaryOp {
-  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Square, Relu, Sigmoid, Tanh,
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Abs,
+  Square,
+  Relu,
+  Sigmoid,
+  Tanh,
   Gelu,      // x·Φ(x), erf form
   GeluTanh,  // tanh approximation
-  Sign, Reciprocal, Floor
+  Sign,
+  Reciprocal,
+  Floor
 };
 
 enum class BinaryOp {
   Add,  // a + alpha·b
   Sub,  // a − alpha·b
-  Mul, Div, Maximum, Minimum,
+  Mul,
+  Div,
+  Maximum,
+  Minimum,
   Pow,  // a^b
-  Eq, Ne, Lt, Le, Gt, Ge,  // output dtype bool
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,  // output dtype bool
   // Fused gradients: a = incoming gradient, b = forward input x or output y as named.
   ReluBackward,      // a · (x > 0)
   GeluBackward,      // a · d/dx gelu(x)
@@ -71,12 +90,15 @@ struct KernelTable {
   void (*arange)(const Tensor& out, const Scalar& start, const Scalar& step) = nullptr;
 
   // ---- random (Philox; element i uses counter offset + i/4, word i%4) -------------
-  void (*uniform)(const Tensor& out, double from, double to, uint64_t seed, uint64_t offset) = nullptr;
-  void (*normal)(const Tensor& out, double mean, double std, uint64_t seed, uint64_t offset) = nullptr;
+  void (*uniform)(const Tensor& out, double from, double to, uint64_t seed,
+                  uint64_t offset) = nullptr;
+  void (*normal)(const Tensor& out, double mean, double std, uint64_t seed,
+                 uint64_t offset) = nullptr;
   /// out = (u < p) in out's dtype.
   void (*bernoulli)(const Tensor& out, double p, uint64_t seed, uint64_t offset) = nullptr;
   /// out = integers uniform in [low, high).
-  void (*random_int)(const Tensor& out, int64_t low, int64_t high, uint64_t seed, uint64_t offset) = nullptr;
+  void (*random_int)(const Tensor& out, int64_t low, int64_t high, uint64_t seed,
+                     uint64_t offset) = nullptr;
 
   // ---- elementwise (inputs expanded to out's shape, any strides) -------------------
   /// out = op(in); out and in have the same dtype.
@@ -138,8 +160,8 @@ struct KernelTable {
   /// weight/bias may be undefined.
   void (*batch_norm_forward)(const Tensor& out, const Tensor& save_mean, const Tensor& save_invstd,
                              const Tensor& input, const Tensor& weight, const Tensor& bias,
-                             const Tensor& running_mean, const Tensor& running_var,
-                             bool training, double momentum, double eps) = nullptr;
+                             const Tensor& running_mean, const Tensor& running_var, bool training,
+                             double momentum, double eps) = nullptr;
   /// Fills whichever grads are defined. In eval mode mean/invstd are the running stats' forms.
   void (*batch_norm_backward)(const Tensor& grad_input, const Tensor& grad_weight,
                               const Tensor& grad_bias, const Tensor& grad_out, const Tensor& input,
@@ -163,7 +185,8 @@ struct KernelTable {
   /// input (N,C) log-probs, target (N) int64. out: 0-dim (Mean/Sum) or (N) (None);
   /// total_weight: 0-dim count of non-ignored targets.
   void (*nll_loss_forward)(const Tensor& out, const Tensor& total_weight, const Tensor& input,
-                           const Tensor& target, Reduction reduction, int64_t ignore_index) = nullptr;
+                           const Tensor& target, Reduction reduction,
+                           int64_t ignore_index) = nullptr;
   /// grad_input (N,C) zero-filled by the caller.
   void (*nll_loss_backward)(const Tensor& grad_input, const Tensor& grad_out, const Tensor& target,
                             const Tensor& total_weight, Reduction reduction,
@@ -171,13 +194,29 @@ struct KernelTable {
 
   // ---- indexing ------------------------------------------------------------------------------
   /// out = in gathered along `dim` at `index` (1-D int64/int32); in contiguous.
-  void (*index_select)(const Tensor& out, const Tensor& in, int64_t dim, const Tensor& index) = nullptr;
+  void (*index_select)(const Tensor& out, const Tensor& in, int64_t dim,
+                       const Tensor& index) = nullptr;
   /// out[index[i]] along dim += src[i]; out contiguous; duplicates accumulate.
-  void (*index_add)(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
+  void (*index_add)(const Tensor& out, int64_t dim, const Tensor& index,
+                    const Tensor& src) = nullptr;
 };
 
 /// The table of a device type (entries null until a backend registers them).
 KernelTable& table(DeviceType type);
+
+/// Whether host-to-device copies on this thread may return before a pinned source has been
+/// read (Tensor::to(..., non_blocking = true) sets it for its copy).
+bool non_blocking_copy();
+class NonBlockingCopyScope {
+ public:
+  explicit NonBlockingCopyScope(bool on);
+  ~NonBlockingCopyScope();
+  NonBlockingCopyScope(const NonBlockingCopyScope&) = delete;
+  NonBlockingCopyScope& operator=(const NonBlockingCopyScope&) = delete;
+
+ private:
+  bool prev_;
+};
 
 /// Fetches a kernel, failing with a clear error where the device has none.
 template <class Fn>
@@ -196,9 +235,9 @@ Fn get(Fn KernelTable::*entry, const Device& d, const char* name) {
 /// At file scope in a backend: SMP_REGISTER_KERNELS(kCPU, { t.fill = &fill_cpu; ... })
 #define SMP_REGISTER_KERNELS_CAT2(a, b) a##b
 #define SMP_REGISTER_KERNELS_CAT(a, b) SMP_REGISTER_KERNELS_CAT2(a, b)
-#define SMP_REGISTER_KERNELS(devtype, ...)                                              \
+#define SMP_REGISTER_KERNELS(devtype, ...)                                             \
   static const bool SMP_REGISTER_KERNELS_CAT(smp_kernels_registered_, __LINE__) = [] { \
     ::smp::kernels::KernelTable& t = ::smp::kernels::table(devtype);                   \
-    __VA_ARGS__;                                                                        \
-    return true;                                                                        \
+    __VA_ARGS__;                                                                       \
+    return true;                                                                       \
   }()

@@ -144,6 +144,16 @@ Allocator* get_allocator(DeviceType type) { return slot(type); }
 void register_allocator(DeviceType type, Allocator* alloc) { slot(type) = alloc; }
 
 namespace {
+Allocator*& pinned_slot() {
+  static Allocator* pinned = nullptr;
+  return pinned;
+}
+}  // namespace
+
+Allocator* get_pinned_allocator() { return pinned_slot(); }
+void register_pinned_allocator(Allocator* alloc) { pinned_slot() = alloc; }
+
+namespace {
 // Bytes of CPU storage alive, and the most since the last reset (smp/engine/memory.h).
 std::atomic<int64_t> g_cpu_in_use{0};
 std::atomic<int64_t> g_cpu_peak{0};
@@ -169,6 +179,13 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
             device.str());
   data_ = allocator_->allocate_on(nbytes, device.index());
   if (device.is_cpu()) count_cpu(static_cast<int64_t>(nbytes));
+}
+
+Storage::Storage(size_t nbytes, Allocator* allocator)
+    : nbytes_(nbytes), device_(kCPU), allocator_(allocator) {
+  SMP_ASSERT(allocator_ != nullptr, "Storage: null allocator");
+  data_ = allocator_->allocate(nbytes);
+  count_cpu(static_cast<int64_t>(nbytes));
 }
 
 Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter)

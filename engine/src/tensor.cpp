@@ -113,13 +113,16 @@ Tensor Tensor::clone() const {
   return out;
 }
 
-Tensor Tensor::to(const TensorOptions& o) const {
+Tensor Tensor::to(const TensorOptions& o, bool non_blocking) const {
   SMP_PLACE_OP("to", *this);
   Device d = o.has_device() ? o.device() : device();
   Dtype t = o.has_dtype() ? o.dtype() : dtype();
   if (d == device() && t == dtype()) return *this;
   Tensor out = ops::empty_out(sizes(), t, d);
-  ops::copy_into(out, *this);
+  {
+    kernels::NonBlockingCopyScope nb(non_blocking);
+    ops::copy_into(out, *this);
+  }
   if (is_floating_point() && smp::is_floating_point(t)) {
     Device src_dev = device();
     Dtype src_t = dtype();
@@ -129,9 +132,25 @@ Tensor Tensor::to(const TensorOptions& o) const {
   }
   return out;
 }
-Tensor Tensor::to(Device d) const { return to(TensorOptions(d)); }
+Tensor Tensor::to(Device d, bool non_blocking) const { return to(TensorOptions(d), non_blocking); }
 Tensor Tensor::to(Dtype t) const { return to(TensorOptions(t)); }
-Tensor Tensor::to(Device d, Dtype t) const { return to(TensorOptions(t).device(d)); }
+Tensor Tensor::to(Device d, Dtype t, bool non_blocking) const {
+  return to(TensorOptions(t).device(d), non_blocking);
+}
+
+Tensor Tensor::pin_memory() const {
+  SMP_PLACE_OP("pin_memory", *this);
+  SMP_CHECK(is_cpu(), "pin_memory: only CPU tensors can be pinned, got a tensor on {}",
+            device().str());
+  if (is_pinned()) return *this;
+  Tensor out = ops::empty_out(sizes(), dtype(), device(), /*pinned=*/true, "pin_memory");
+  ops::copy_into(out, *this);
+  autograd::record("PinMemoryBackward", {*this}, {out},
+                   [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
+  return out;
+}
+
+bool Tensor::is_pinned() const { return storage() != nullptr && storage()->is_pinned(); }
 
 // ---- creation -------------------------------------------------------------------------
 
@@ -148,13 +167,13 @@ void check_shape(const Shape& shape, const char* op) {
 
 Tensor empty(const Shape& shape, const TensorOptions& o) {
   check_shape(shape, "empty");
-  return finish(ops::empty_out(shape, o.dtype(), o.device()), o);
+  return finish(ops::empty_out(shape, o.dtype(), o.device(), o.pinned_memory(), "empty"), o);
 }
 
 Tensor full(const Shape& shape, const Scalar& value, const TensorOptions& o) {
   check_shape(shape, "full");
   Dtype dt = o.has_dtype() ? o.dtype() : value.natural_dtype();
-  Tensor t = ops::empty_out(shape, dt, o.device());
+  Tensor t = ops::empty_out(shape, dt, o.device(), o.pinned_memory(), "full");
   ops::fill_(t, value);
   return finish(t, o);
 }

@@ -220,6 +220,56 @@ TEST(DataLoader, WorkersGiveTheSameBatchesInOrder) {
   }
 }
 
+TEST(DataLoader, PinMemoryWithoutCudaGivesOrdinaryBatches) {
+  if (cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  auto ds = std::make_shared<CountingSet>(21);
+  DataLoader plain(ds, DataLoaderOptions(4));
+  std::vector<Batch> want;
+  for (Batch& b : plain) want.push_back(b);
+  for (size_t workers : {0, 2}) {
+    DataLoader pinned(ds, DataLoaderOptions(4).num_workers(workers).pin_memory(true));
+    size_t k = 0;
+    for (Batch& b : pinned) {
+      ASSERT_LT(k, want.size());
+      EXPECT_FALSE(b.data.is_pinned());
+      EXPECT_ALLCLOSE(b.data, want[k].data, 0, 0);
+      EXPECT_ALLCLOSE(b.target, want[k].target, 0, 0);
+      ++k;
+    }
+    EXPECT_EQ(k, want.size()) << workers;
+  }
+}
+
+TEST(DataLoader, PinMemoryGivesPinnedBatches_CUDA) {
+  SMP_SKIP_WITHOUT_CUDA();
+  for (bool batch_path : {false, true}) {
+    std::shared_ptr<Dataset> ds = batch_path
+                                      ? std::shared_ptr<Dataset>(std::make_shared<BatchSet>(21))
+                                      : std::make_shared<CountingSet>(21);
+    DataLoader plain(ds, DataLoaderOptions(4));
+    std::vector<Batch> want;
+    for (Batch& b : plain) {
+      EXPECT_FALSE(b.data.is_pinned());
+      want.push_back(b);
+    }
+    for (size_t workers : {0, 3}) {
+      DataLoader pinned(ds, DataLoaderOptions(4).num_workers(workers).pin_memory(true));
+      size_t k = 0;
+      for (Batch& b : pinned) {
+        ASSERT_LT(k, want.size());
+        EXPECT_TRUE(b.data.is_pinned());
+        EXPECT_TRUE(b.target.is_pinned());
+        EXPECT_TRUE(b.data.is_cpu());
+        EXPECT_ALLCLOSE(b.data, want[k].data, 0, 0);
+        EXPECT_ALLCLOSE(b.data.to(Device(kCUDA)).cpu(), want[k].data, 0, 0);
+        EXPECT_ALLCLOSE(b.target.to(Device(kCUDA)).cpu(), want[k].target, 0, 0);
+        ++k;
+      }
+      EXPECT_EQ(k, want.size()) << workers;
+    }
+  }
+}
+
 TEST(DataLoader, ExceptionsReachTheIteratingThread) {
   for (size_t workers : {0, 1, 4}) {
     auto ds = std::make_shared<CountingSet>(100, /*throw_at=*/37);

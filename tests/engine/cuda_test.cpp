@@ -350,6 +350,23 @@ TEST(Loss, NllAndCrossEntropy_CUDA) {
                           {logits, randf({6, 5}, 48)});
 }
 
+TEST(Loss, CrossEntropyWeightsSmoothingProbabilities_CUDA) {
+  SMP_SKIP_WITHOUT_CUDA();
+  Tensor logits = randf({2, 5, 3}, 49);
+  Tensor index = tensor<int64_t>({0, 4, 2, -100, 1, 3}, {2, 3}, kInt64);
+  Tensor probs = randf({2, 5, 3}, 50).softmax(1);
+  Tensor weight = randf({5}, 51).abs() + 0.5;
+  for (Reduction r : {Reduction::Mean, Reduction::Sum, Reduction::None}) {
+    SCOPED_TRACE(static_cast<int>(r));
+    expect_cuda_matches_cpu([r](auto& v) { return cross_entropy(v[0], v[1], v[2], r, -100, 0.1); },
+                            {logits, index, weight});
+    expect_cuda_matches_cpu([r](auto& v) { return cross_entropy(v[0], v[1], v[2], r, -100, 0.1); },
+                            {logits, probs, weight});
+    expect_cuda_matches_cpu([r](auto& v) { return cross_entropy(v[0], v[1], v[2], r); },
+                            {logits, index, weight});
+  }
+}
+
 // ---- indexing ------------------------------------------------------------------------------
 
 TEST(Index, SelectAndEmbedding_CUDA) {

@@ -121,6 +121,95 @@ TEST(CrossEntropy, GradcheckAndHigherDims) {
   EXPECT_EQ(cross_entropy(zeros({2, 3, 2}), t2, Reduction::None).sizes(), (Shape{2, 2}));
 }
 
+TEST(CrossEntropy, ProbabilityTargetsAndSmoothingGradcheck) {
+  Tensor w = tensor<double>({0.5, 2.0, 1.0, 1.5}, {}, kFloat64);
+  Tensor t = targets({2, 0, 3});
+  Tensor t4 = tensor<int64_t>({0, 3, 1, 1, 2, -100}, {2, 3});
+  for (Reduction r : {Reduction::None, Reduction::Mean, Reduction::Sum}) {
+    // Probability targets: the gradient flows into the target too.
+    EXPECT_GRADCHECK([&](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], r); },
+                     {randd({3, 4}, 20), randd({3, 4}, 21).softmax(1)});
+    EXPECT_GRADCHECK(
+        [&](const std::vector<Tensor>& in) {
+          return cross_entropy(in[0], in[1], in[2], r, -100, 0.2);
+        },
+        {randd({2, 4, 3}, 22), randd({2, 4, 3}, 23).softmax(1), w.clone()});
+    // Index targets with weights and smoothing, an ignored entry, class dim 1 of (N, C, L).
+    EXPECT_GRADCHECK(
+        [&](const std::vector<Tensor>& in) { return cross_entropy(in[0], t, in[1], r, 3, 0.1); },
+        {randd({3, 4}, 24), w.clone()});
+    EXPECT_GRADCHECK(
+        [&](const std::vector<Tensor>& in) { return cross_entropy(in[0], t4, w, r, -100, 0.3); },
+        {randd({2, 4, 3}, 25)});
+    EXPECT_GRADCHECK(
+        [&](const std::vector<Tensor>& in) { return cross_entropy(in[0], t, r, -100, 1.0); },
+        {randd({3, 4}, 26)});
+  }
+  // Unbatched (C) input: 0-D index target or (C) probabilities.
+  EXPECT_GRADCHECK(
+      [&](const std::vector<Tensor>& in) {
+        return cross_entropy(in[0], tensor<int64_t>({2}).reshape({}), w, Reduction::Mean, -100,
+                             0.1);
+      },
+      {randd({4}, 27)});
+  EXPECT_GRADCHECK([&](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], w); },
+                   {randd({4}, 28), randd({4}, 29).softmax(0)});
+}
+
+TEST(CrossEntropy, ProbabilityTargetsMatchDefinition) {
+  Tensor x = randd({3, 4}, 30), p = randd({3, 4}, 31).softmax(1);
+  Tensor w = tensor<double>({0.5, 2.0, 1.0, 1.5}, {}, kFloat64);
+  Tensor per = -(log_softmax(x, 1) * p * w.reshape({1, 4})).sum({1});
+  EXPECT_ALLCLOSE(cross_entropy(x, p, w, Reduction::None), per, 1e-12, 1e-12);
+  // The mean divides by N, not by the weights.
+  EXPECT_NEAR(cross_entropy(x, p, w).item<double>(), per.sum().item<double>() / 3, 1e-12);
+  // One-hot probabilities give the index-target loss when unweighted.
+  Tensor t = targets({1, 3, 0});
+  Tensor onehot = tensor<double>({0, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0}, {3, 4}, kFloat64);
+  EXPECT_NEAR(cross_entropy(x, onehot, Reduction::Mean, -100, 0.25).item<double>(),
+              cross_entropy(x, t, Reduction::Mean, -100, 0.25).item<double>(), 1e-12);
+  EXPECT_TRUE(std::isnan(cross_entropy(zeros({0, 4}), zeros({0, 4})).item<float>()));
+}
+
+TEST(CrossEntropy, MetaShapes) {
+  Device meta(kMeta);
+  Tensor mx = empty({4, 3, 5}, meta), mp = empty({4, 3, 5}, meta);
+  Tensor mt = empty({4, 5}, TensorOptions(kInt64).device(meta)), mw = empty({3}, meta);
+  EXPECT_EQ(cross_entropy(mx, mp, Reduction::None).sizes(), (Shape{4, 5}));
+  EXPECT_EQ(cross_entropy(mx, mp, mw).sizes(), Shape{});
+  EXPECT_TRUE(cross_entropy(mx, mp, mw, Reduction::Sum, -100, 0.1).is_meta());
+  EXPECT_EQ(cross_entropy(mx, mt, mw, Reduction::None, -100, 0.1).sizes(), (Shape{4, 5}));
+  EXPECT_EQ(cross_entropy(mx, mt, mw, Reduction::Mean, 1, 0.1).sizes(), Shape{});
+  EXPECT_EQ(cross_entropy(mx, mt, mw, Reduction::Sum).sizes(), Shape{});
+}
+
+TEST(CrossEntropy, Errors) {
+  Tensor x = zeros({2, 3}), p = full({2, 3}, 1.0 / 3);
+  std::string msg = error_of([&] { cross_entropy(x, p, Reduction::Mean, 0); });
+  EXPECT_NE(msg.find("cross_entropy"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ignore_index=0"), std::string::npos) << msg;
+  EXPECT_NO_THROW(cross_entropy(x, p, Reduction::Mean, -1));  // negative: allowed, as PyTorch
+  for (double ls : {-0.1, 1.5, std::nan("")}) {
+    msg = error_of([&] { cross_entropy(x, targets({0, 1}), Reduction::Mean, -100, ls); });
+    EXPECT_NE(msg.find("cross_entropy: label_smoothing"), std::string::npos) << msg;
+    EXPECT_THROW(cross_entropy(x, p, Reduction::Mean, -100, ls), Error);
+  }
+  msg = error_of([&] { cross_entropy(x, zeros({2, 4})); });  // wrong shape, floating
+  EXPECT_NE(msg.find("cross_entropy"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[2, 4]"), std::string::npos) << msg;
+  msg = error_of([&] { cross_entropy(x, targets({0, 1, 2})); });  // wrong N
+  EXPECT_NE(msg.find("cross_entropy"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[3]"), std::string::npos) << msg;
+  msg = error_of([&] { cross_entropy(x, zeros({2, 3}, kInt64)); });  // integer "probabilities"
+  EXPECT_NE(msg.find("floating point"), std::string::npos) << msg;
+  msg = error_of([&] { cross_entropy(x, targets({0, 1}), ones({4})); });
+  EXPECT_NE(msg.find("weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[4]"), std::string::npos) << msg;
+  // Target bounds are still checked with weights and smoothing.
+  EXPECT_THROW(cross_entropy(x, targets({0, 3}), ones({3})), Error);
+  EXPECT_THROW(cross_entropy(x, targets({0, 3}), Reduction::Mean, -100, 0.1), Error);
+}
+
 TEST(MseLoss, Gradcheck) {
   for (Reduction r : {Reduction::None, Reduction::Mean, Reduction::Sum})
     EXPECT_GRADCHECK([&](const std::vector<Tensor>& in) { return mse_loss(in[0], in[1], r); },
@@ -246,6 +335,32 @@ TEST(NNGolden, Losses) {
   EXPECT_ALLCLOSE(out, G("mse.mean"), 1e-5, 1e-6);
   backprop(out, G("mse.v"));
   EXPECT_ALLCLOSE(a.grad(), G("mse.grad_a"), 1e-5, 1e-6);
+}
+
+TEST(NNGolden, CrossEntropyWeightsSmoothingProbabilities) {
+  auto GE = [](const std::string& k) { return G("ce_ext." + k); };
+  const std::vector<std::pair<std::string, Reduction>> reductions{
+      {"none", Reduction::None}, {"sum", Reduction::Sum}, {"mean", Reduction::Mean}};
+  // case -> (input, target); variant -> (weighted, label_smoothing), as gen_nn.py.
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases{
+      {"idx", "x", "t"}, {"idx4", "x4", "t4"}, {"prob", "xp", "p"}, {"prob4", "xp4", "p4"}};
+  const std::vector<std::tuple<std::string, bool, double>> variants{
+      {"plain", false, 0.0}, {"w", true, 0.0}, {"ls", false, 0.1}, {"wls", true, 0.1}};
+  int checked = 0;
+  for (const auto& [cname, xk, tk] : cases)
+    for (const auto& [vname, weighted, ls] : variants)
+      for (const auto& [rname, r] : reductions) {
+        if (cname.rfind("idx", 0) == 0 && vname == "plain") continue;
+        std::string key = cname + "." + vname + "." + rname;
+        SCOPED_TRACE(key);
+        Tensor x = leaf(GE(xk));
+        Tensor out = cross_entropy(x, GE(tk), weighted ? GE("weight") : Tensor(), r, -100, ls);
+        EXPECT_ALLCLOSE(out, GE(key + ".out"), 1e-5, 1e-6);
+        backprop(out, GE(key + ".v"));
+        EXPECT_ALLCLOSE(x.grad(), GE(key + ".grad"), 1e-5, 1e-6);
+        ++checked;
+      }
+  EXPECT_EQ(checked, 42);
 }
 
 TEST(NNGolden, LayerNorm) {

@@ -132,6 +132,17 @@ TEST(Layers, ForwardsMatchTheirFunctionalForm) {
   EXPECT_EQ(Flatten(FlattenOptions().start_dim(0).end_dim(1))(x).sizes(), (Shape{8, 9, 9}));
   EXPECT_ALLCLOSE(LogSoftmax(1)(x), F::log_softmax(x, 1));
 
+  Tensor logits = randn({5, 4}), y = tensor<int64_t>({0, 3, 1, 1, 2}), w = rand({4});
+  EXPECT_ALLCLOSE(F::cross_entropy(logits, y,
+                                   F::CrossEntropyFuncOptions()
+                                       .weight(w)
+                                       .ignore_index(1)
+                                       .reduction(Reduction::Sum)
+                                       .label_smoothing(0.2)),
+                  cross_entropy(logits, y, w, Reduction::Sum, 1, 0.2));
+  EXPECT_ALLCLOSE(F::cross_entropy(logits, y, F::CrossEntropyFuncOptions()),
+                  cross_entropy(logits, y));
+
   LayerNorm ln(LayerNormOptions({9, 9}).eps(1e-3));
   EXPECT_EQ(ln.weight.sizes(), (Shape{9, 9}));
   EXPECT_ALLCLOSE(ln(x), F::layer_norm(x, {9, 9}, ln.weight, ln.bias, 1e-3));

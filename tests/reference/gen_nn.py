@@ -78,7 +78,51 @@ def main():
     g["cat.out"] = torch.cat([a, b], 1)
     g["stack.out"] = torch.stack([a, a * 2], 1)
 
+    cross_entropy_cases(g)
     save("nn", g)
+
+
+def cross_entropy_cases(g):
+    """Probability targets, class weights and label smoothing (PyTorch 1.13 semantics). Own
+    seed, so the cases above keep their values."""
+    torch.manual_seed(1)
+    weight = torch.rand(5) + 0.5
+    g["ce_ext.weight"] = weight
+    # Index targets (N,C) with an ignored row, and (N,C,H,W) targets.
+    x = torch.randn(6, 5)
+    t = torch.tensor([0, 4, 2, -100, 1, 2])
+    x4 = torch.randn(2, 5, 3, 2)
+    t4 = torch.randint(0, 5, (2, 3, 2))
+    t4[1, 0, 1] = -100
+    # Probability targets (N,C) and (N,C,H,W).
+    xp = torch.randn(4, 5)
+    p = torch.softmax(torch.randn(4, 5), 1)
+    xp4 = torch.randn(2, 5, 3, 2)
+    p4 = torch.softmax(torch.randn(2, 5, 3, 2), 1)
+    g["ce_ext.x"], g["ce_ext.t"], g["ce_ext.x4"], g["ce_ext.t4"] = x, t, x4, t4
+    g["ce_ext.xp"], g["ce_ext.p"], g["ce_ext.xp4"], g["ce_ext.p4"] = xp, p, xp4, p4
+    cases = {
+        "idx": ("x", "t"),
+        "idx4": ("x4", "t4"),
+        "prob": ("xp", "p"),
+        "prob4": ("xp4", "p4"),
+    }
+    # name -> (weighted, label_smoothing); every combination, each reduction.
+    variants = {"plain": (False, 0.0), "w": (True, 0.0), "ls": (False, 0.1), "wls": (True, 0.1)}
+    for cname, (xk, tk) in cases.items():
+        for vname, (weighted, ls) in variants.items():
+            for red in ("none", "sum", "mean"):
+                if cname.startswith("idx") and vname == "plain":
+                    continue  # covered by ce.* above
+                key = f"ce_ext.{cname}.{vname}.{red}"
+                inp = g[f"ce_ext.{xk}"].clone().requires_grad_()
+                out = F.cross_entropy(inp, g[f"ce_ext.{tk}"], weight=weight if weighted else None,
+                                      reduction=red, label_smoothing=ls)
+                v = torch.randn(out.shape)
+                out.backward(v)
+                g[key + ".out"] = out.detach()
+                g[key + ".v"] = v
+                g[key + ".grad"] = inp.grad.clone()
 
 
 if __name__ == "__main__":

@@ -72,6 +72,11 @@ cudaStream_t compute_stream(int device);
 cublasHandle_t cublas_handle(int device);
 cudnnHandle_t cudnn_handle(int device);
 
+/// If `ptr` starts a block of the pinned host allocator, records an event on `stream` (of the
+/// current device) so the block is not reused before the stream has passed this point, and
+/// returns true; false for any other memory.
+bool record_pinned_use(const void* ptr, cudaStream_t stream);
+
 /// Makes `device` current for the guard's lifetime (restores the previous one).
 class DeviceGuard {
  public:

@@ -348,8 +348,14 @@ void copy_across_devices_cuda(const Tensor& dst, const Tensor& src) {
     SMP_CUDA_CHECK(
         cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyHostToDevice, s));
     // From pageable memory the call returns once the bytes are staged, so the host buffer
-    // may be reused at once. From pinned memory the DMA reads it later: wait, since the
-    // caller may overwrite or free it as soon as we return.
+    // may be reused at once. From pinned memory the DMA reads it later. Our pinned allocator
+    // keeps a block from reuse until the event recorded here has passed, so with
+    // non_blocking the host need not wait (PyTorch's non_blocking=True); without it, or for
+    // other page-locked memory, the caller may rewrite the bytes as soon as we return: wait.
+    if (src.storage() != nullptr && record_pinned_use(src.storage()->data(), s)) {
+      if (!kernels::non_blocking_copy()) SMP_CUDA_CHECK(cudaStreamSynchronize(s));
+      return;
+    }
     cudaPointerAttributes attr{};
     if (cudaPointerGetAttributes(&attr, src.data_ptr()) == cudaSuccess) {
       if (attr.type == cudaMemoryTypeHost) SMP_CUDA_CHECK(cudaStreamSynchronize(s));

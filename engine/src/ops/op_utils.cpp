@@ -88,7 +88,16 @@ void check_dim(const Tensor& t, int64_t ndim, const char* op, const char* arg) {
             shape_str(t.sizes()));
 }
 
-Tensor empty_out(const Shape& shape, Dtype dtype, Device device) {
+Tensor empty_out(const Shape& shape, Dtype dtype, Device device, bool pinned, const char* op) {
+  if (pinned) {
+    SMP_CHECK(device.is_cpu(), "{}: only CPU tensors can be pinned, asked for one on {}", op,
+              device.str());
+    // As PyTorch: page-locking memory needs the CUDA driver, so no device means no pinning.
+    SMP_CHECK(get_pinned_allocator() != nullptr && cuda::is_available(),
+              "{}: pinned memory needs a CUDA device, and {}", op,
+              get_pinned_allocator() == nullptr ? "this build has no CUDA support"
+                                                : "this process sees none");
+  }
   auto impl = std::make_shared<TensorImpl>();
   if (const Placement* p = detail::t_placement.scope) {
     impl->partition = p->partition;
@@ -98,8 +107,10 @@ Tensor empty_out(const Shape& shape, Dtype dtype, Device device) {
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   impl->device = device;
-  impl->storage =
-      std::make_shared<Storage>(static_cast<size_t>(numel_of(shape)) * element_size(dtype), device);
+  size_t nbytes = static_cast<size_t>(numel_of(shape)) * element_size(dtype);
+  impl->storage = pinned && device.is_cpu()
+                      ? std::make_shared<Storage>(nbytes, get_pinned_allocator())
+                      : std::make_shared<Storage>(nbytes, device);
   return Tensor(impl);
 }
 

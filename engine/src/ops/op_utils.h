@@ -35,8 +35,10 @@ void check_defined(const Tensor& t, const char* op, const char* arg);
 void check_floating(const Tensor& t, const char* op, const char* arg);
 void check_dim(const Tensor& t, int64_t ndim, const char* op, const char* arg);
 /// A new contiguous tensor (uninitialised, or no storage on meta). Inside a placement scope it
-/// takes the scope's partition, and is meta when the op runs on another rank.
-Tensor empty_out(const Shape& shape, Dtype dtype, Device device);
+/// takes the scope's partition, and is meta when the op runs on another rank. `pinned`: CPU
+/// memory from the pinned allocator (an error naming `op` where there is none).
+Tensor empty_out(const Shape& shape, Dtype dtype, Device device, bool pinned = false,
+                 const char* op = "empty");
 /// A view of `t` with new geometry on the same storage (no autograd). Inside a scope for another
 /// rank the view of a real tensor is meta: this rank does not hold the op's output.
 Tensor make_view(const Tensor& t, const Shape& sizes, const Shape& strides, int64_t offset);

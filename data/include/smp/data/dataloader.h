@@ -37,8 +37,10 @@ class DataLoaderOptions {
   SMP_DATA_OPTION(size_t, num_workers, 0)
   /// Batches in flight per worker (PyTorch's prefetch_factor).
   SMP_DATA_OPTION(size_t, prefetch, 2)
-  /// Accepted for API parity; a no-op: batches are CPU tensors in ordinary memory (the engine
-  /// has no pinned-host allocator yet), and .to(cuda) copies them as usual.
+  /// The thread that builds a batch (a worker, or the iterating thread without workers) copies
+  /// its CPU tensors into page-locked memory (Tensor::pin_memory), so .to(cuda, true)
+  /// (non_blocking) returns without waiting for the copy. Only when a CUDA device is present;
+  /// otherwise batches stay in ordinary memory (PyTorch does the same, with a warning).
   SMP_DATA_OPTION(bool, pin_memory, false)
   /// Overrides shuffle/seed when set.
   SMP_DATA_OPTION(std::shared_ptr<Sampler>, sampler, nullptr)

@@ -27,11 +27,18 @@ class Allocator {
 Allocator* get_allocator(DeviceType type);
 void register_allocator(DeviceType type, Allocator* alloc);
 
+/// Page-locked host memory, which CUDA copies read by DMA without staging it; nullptr where no
+/// backend provides one (a build without CUDA).
+Allocator* get_pinned_allocator();
+void register_pinned_allocator(Allocator* alloc);
+
 /// A block of memory on one device. Shared by every view of it. `data` is null for meta.
 class Storage {
  public:
   /// Allocates `nbytes` on `device` (nothing for meta).
   Storage(size_t nbytes, Device device);
+  /// Allocates `nbytes` of host memory from `allocator` (the pinned one); device is CPU.
+  Storage(size_t nbytes, Allocator* allocator);
   /// Wraps memory owned elsewhere; `deleter` (may be empty) runs when the last view dies.
   Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> deleter);
   ~Storage();
@@ -41,6 +48,8 @@ class Storage {
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   const Device& device() const { return device_; }
+  /// Whether the memory came from the pinned (page-locked) host allocator.
+  bool is_pinned() const { return allocator_ != nullptr && allocator_ == get_pinned_allocator(); }
 
  private:
   void* data_ = nullptr;

@@ -32,8 +32,8 @@ struct AutogradMeta;
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape sizes;
-  Shape strides;          // in elements
-  int64_t offset = 0;     // in elements
+  Shape strides;       // in elements
+  int64_t offset = 0;  // in elements
   Dtype dtype = kFloat32;
   Device device;
   std::unique_ptr<autograd::AutogradMeta> autograd;  // null until autograd touches it
@@ -97,7 +97,9 @@ class Tensor {
   }
   /// The single value of a one-element tensor, converted to T (copies from CUDA).
   template <class T>
-  T item() const { return item().to<T>(); }
+  T item() const {
+    return item().to<T>();
+  }
   Scalar item() const;
   /// Copy of every element, in row-major order, converted to T.
   template <class T>
@@ -106,13 +108,21 @@ class Tensor {
   // ---- conversion and copies --------------------------------------------------
   Tensor contiguous() const;
   Tensor clone() const;
-  Tensor to(Device d) const;
+  /// non_blocking (libtorch's): a copy from pinned host memory to CUDA returns without
+  /// waiting for the device to read the source; don't write into it until then.
+  Tensor to(Device d, bool non_blocking = false) const;
   Tensor to(Dtype t) const;
-  Tensor to(Device d, Dtype t) const;
-  Tensor to(const TensorOptions& o) const;
+  Tensor to(Device d, Dtype t, bool non_blocking = false) const;
+  Tensor to(const TensorOptions& o, bool non_blocking = false) const;
   Tensor cpu() const { return to(Device(kCPU)); }
   Tensor cuda(int index = 0) const { return to(Device(kCUDA, index)); }
   Tensor type_as(const Tensor& o) const { return to(o.dtype()); }
+  /// A copy in page-locked host memory (this tensor if already pinned). CPU tensors only;
+  /// throws without a CUDA device. .to(cuda, /*non_blocking=*/true) from it returns without
+  /// waiting for the copy, as in PyTorch.
+  Tensor pin_memory() const;
+  /// Whether the storage is page-locked host memory from pin_memory() or pinned_memory(true).
+  bool is_pinned() const;
 
   // ---- autograd ---------------------------------------------------------------
   bool requires_grad() const;
@@ -410,8 +420,18 @@ Tensor log_softmax(const Tensor& input, int64_t dim);
 /// input (N,C) log-probabilities, target (N) class indices.
 Tensor nll_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
                 int64_t ignore_index = -100);
+/// log_softmax over the class dim (1, or 0 for a (C) input) then nll_loss, as PyTorch 1.13.
+/// target: class indices of input's shape without the class dim, or class probabilities of
+/// input's shape (then the mean divides by the sample count and ignore_index must be < 0).
+/// label_smoothing ε in [0, 1] mixes in the uniform distribution: (1-ε)·target + ε/C.
 Tensor cross_entropy(const Tensor& input, const Tensor& target,
-                     Reduction reduction = Reduction::Mean, int64_t ignore_index = -100);
+                     Reduction reduction = Reduction::Mean, int64_t ignore_index = -100,
+                     double label_smoothing = 0.0);
+/// With per-class weights (C) (undefined: none); for index targets the mean divides by the
+/// summed weight of the counted targets, as nll_loss in PyTorch.
+Tensor cross_entropy(const Tensor& input, const Tensor& target, const Tensor& weight,
+                     Reduction reduction = Reduction::Mean, int64_t ignore_index = -100,
+                     double label_smoothing = 0.0);
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
 
 }  // namespace smp

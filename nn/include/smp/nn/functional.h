@@ -23,6 +23,22 @@ using smp::nll_loss;
 using smp::relu;
 using smp::softmax;
 
+/// Options of cross_entropy (libtorch's F::CrossEntropyFuncOptions): weight, ignore_index,
+/// reduction, label_smoothing, each as in smp::cross_entropy.
+struct CrossEntropyFuncOptions {
+  SMP_ARG(Tensor, weight);
+  SMP_ARG(int64_t, ignore_index) = -100;
+  SMP_ARG(Reduction, reduction) = Reduction::Mean;
+  SMP_ARG(double, label_smoothing) = 0.0;
+};
+
+/// F::cross_entropy(x, y, F::CrossEntropyFuncOptions().label_smoothing(0.1)).
+inline Tensor cross_entropy(const Tensor& input, const Tensor& target,
+                            const CrossEntropyFuncOptions& o) {
+  return smp::cross_entropy(input, target, o.weight(), o.reduction(), o.ignore_index(),
+                            o.label_smoothing());
+}
+
 /// max_pool2d(x, 2): a square kernel, stride = kernel.
 inline Tensor max_pool2d(const Tensor& x, int64_t kernel_size) {
   return smp::max_pool2d(x, {kernel_size, kernel_size});

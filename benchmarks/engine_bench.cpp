@@ -35,7 +35,7 @@ double median_seconds(int reps, const std::function<void()>& f) {
 }
 
 void bench_gemm(int reps) {
-  std::printf("GEMM float32, C = A·B, n x n (median of alternating calls)\n");
+  std::printf("GEMM float32, C = A·B, n x n (median of two alternating rounds per side)\n");
   std::printf("%6s %14s %14s %8s\n", "n", "smp GFLOP/s", "sgemm GFLOP/s", "ratio");
   for (int64_t n : {256, 512, 1024, 2048}) {
     smp::Tensor a = smp::randn({n, n}), b = smp::randn({n, n});
@@ -53,16 +53,22 @@ void bench_gemm(int reps) {
     auto ours = [&] { smp::Tensor out = smp::matmul(a, b); };
     // libsmp keeps OpenBLAS single-threaded and splits products over its own pool, so the
     // reference gets OpenBLAS's threads back for its turn. Turns alternate in blocks rather
-    // than single calls: an idle OpenBLAS worker spins for ~0.1 s after its last call and
-    // would take a core from ours. Both see the same machine load over two rounds each.
+    // than single calls: an idle OpenBLAS worker spins for ~0.1 s after its last call (hence
+    // the pause) and would take a core from ours. Two rounds each.
+    // Each turn first runs its side for 200 ms: after the pause, the cores of this VM take
+    // ~10 ms of back-to-back work to come up to speed again, and we time steady state.
+    auto warm = [](const std::function<void()>& f) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      while (std::chrono::steady_clock::now() < until) f();
+    };
     std::vector<double> tb, ts;
     for (int round = 0; round < 2; ++round) {
       openblas_set_num_threads(smp::get_num_threads());
-      blas();
+      warm(blas);
       for (int i = 0; i < r / 2; ++i) tb.push_back(seconds(blas));
       openblas_set_num_threads(1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-      ours();
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      warm(ours);
       for (int i = 0; i < r / 2; ++i) ts.push_back(seconds(ours));
     }
     double t_blas = median(tb), t_smp = median(ts);

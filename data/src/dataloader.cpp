@@ -1,4 +1,5 @@
 #include <smp/data/dataloader.h>
+#include <smp/data/transforms.h>
 #include <smp/engine/device.h>
 #include <smp/engine/error.h>
 
@@ -8,6 +9,7 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace smp::data {
@@ -17,14 +19,24 @@ Tensor pinned(const Tensor& t) {
   return t.defined() && t.is_cpu() && !t.is_pinned() ? t.pin_memory() : t;
 }
 
-Batch make_batch(const Dataset& ds, const std::vector<size_t>& idx, bool pin) {
+// Random transforms draw by (epoch, example index), so a batch is the same whichever thread
+// builds it; a dataset that builds whole batches draws by (epoch, its first index).
+Batch make_batch(const Dataset& ds, const std::vector<size_t>& idx, uint64_t epoch, bool pin) {
   Batch b;
-  if (auto got = ds.get_batch(idx)) {
+  std::optional<Batch> got;
+  {
+    SampleRngScope scope(epoch, idx.empty() ? 0 : idx.front());
+    got = ds.get_batch(idx);
+  }
+  if (got) {
     b = std::move(*got);
   } else {
     std::vector<Example> ex;
     ex.reserve(idx.size());
-    for (size_t i : idx) ex.push_back(ds.get(i));
+    for (size_t i : idx) {
+      SampleRngScope scope(epoch, i);
+      ex.push_back(ds.get(i));
+    }
     b = collate(ex);
   }
   // Pinned on the thread that built the batch, so the consumer's .to(cuda) does not wait.
@@ -41,7 +53,8 @@ Batch make_batch(const Dataset& ds, const std::vector<size_t>& idx, bool pin) {
 // the order is the sampler's whatever the scheduling.
 struct DataLoader::EpochState {
   std::shared_ptr<Dataset> dataset;
-  bool pin = false;  // pin_memory requested and a CUDA device present
+  bool pin = false;    // pin_memory requested and a CUDA device present
+  uint64_t epoch = 0;  // keys the random transforms' draws
   std::vector<std::vector<size_t>> batches;
   size_t next = 0;  // batch the consumer is on; written under mu (workers read it)
   Batch current;
@@ -83,7 +96,7 @@ struct DataLoader::EpochState {
       }
       Result r;
       try {
-        r.batch = make_batch(*dataset, batches[k], pin);
+        r.batch = make_batch(*dataset, batches[k], epoch, pin);
       } catch (...) {
         r.error = std::current_exception();
       }
@@ -107,7 +120,7 @@ struct DataLoader::EpochState {
   bool load() {
     if (next >= batches.size()) return false;
     if (workers.empty()) {
-      current = make_batch(*dataset, batches[next], pin);
+      current = make_batch(*dataset, batches[next], epoch, pin);
       return true;
     }
     Result r;
@@ -152,6 +165,7 @@ DataLoader::Iterator DataLoader::begin() {
   st->dataset = dataset_;
   // As PyTorch: without a CUDA device pinning would buy nothing, so batches stay pageable.
   st->pin = options_.pin_memory() && cuda::is_available();
+  st->epoch = epoch_;
   std::vector<size_t> idx = sampler_->indices(epoch_++);
   const size_t b = options_.batch_size();
   for (size_t s = 0; s < idx.size(); s += b) {

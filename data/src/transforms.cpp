@@ -194,9 +194,36 @@ Tensor CenterCrop::operator()(const Tensor& img) const {
   return crop(img, offset(img.size(-2), h_), offset(img.size(-1), w_), h_, w_);
 }
 
+namespace {
+struct SampleKey {
+  bool active = false;
+  uint64_t epoch = 0, index = 0, draws = 0;
+};
+thread_local SampleKey t_sample;
+}  // namespace
+
+SampleRngScope::SampleRngScope(uint64_t epoch, uint64_t index)
+    : prev_active_(t_sample.active),
+      prev_epoch_(t_sample.epoch),
+      prev_index_(t_sample.index),
+      prev_draws_(t_sample.draws) {
+  t_sample = {true, epoch, index, 0};
+}
+
+SampleRngScope::~SampleRngScope() {
+  t_sample = {prev_active_, prev_epoch_, prev_index_, prev_draws_};
+}
+
 double TransformRng::uniform() const {
   uint32_t w[4];
-  Philox::draw(seed_, counter_.fetch_add(1, std::memory_order_relaxed), 0x5eedULL, w);
+  if (t_sample.active) {
+    // Counter (draw number, index) under a high word that marks the epoch; the top bit keeps
+    // these streams apart from the shared-counter one below.
+    Philox::draw(seed_, (t_sample.index << 20) | (t_sample.draws++ & 0xfffff),
+                 (uint64_t{1} << 63) | t_sample.epoch, w);
+  } else {
+    Philox::draw(seed_, counter_.fetch_add(1, std::memory_order_relaxed), 0x5eedULL, w);
+  }
   const uint64_t bits = (static_cast<uint64_t>(w[0]) << 21) ^ (w[1] >> 11);  // 53 bits
   return static_cast<double>(bits & ((uint64_t{1} << 53) - 1)) * 0x1.0p-53;
 }

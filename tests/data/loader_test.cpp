@@ -1,4 +1,5 @@
 #include <chrono>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -218,6 +219,49 @@ TEST(DataLoader, WorkersGiveTheSameBatchesInOrder) {
       EXPECT_EQ((*l.begin()).data.to_vector<float>()[2], -1.0f);  // get_batch was used
     }
   }
+}
+
+// Random augmentation inside get(): data[i] = three draws of a RandomResizedCrop's params.
+class AugmentingSet : public Dataset {
+ public:
+  explicit AugmentingSet(size_t n) : n_(n), crop_(4, {0.08, 1.0}, {0.75, 4.0 / 3.0}, 17) {}
+  size_t size() const override { return n_; }
+  Example get(size_t i) const override {
+    std::this_thread::sleep_for(std::chrono::microseconds((i * 7919) % 500));  // scramble
+    std::vector<float> v;
+    for (int k = 0; k < 3; ++k)
+      for (int64_t x : crop_.get_params(97, 89)) v.push_back(static_cast<float>(x));
+    return {tensor<float>(v, {static_cast<int64_t>(v.size())}),
+            scalar_tensor(static_cast<int64_t>(i), kInt64)};
+  }
+
+ private:
+  size_t n_;
+  RandomResizedCrop crop_;
+};
+
+// Random transforms draw by (epoch, example index): the same augmentation whatever the number
+// of workers, their scheduling or the batch size; a new one each epoch.
+TEST(DataLoader, RandomTransformsReproducibleWithWorkers) {
+  auto ds = std::make_shared<AugmentingSet>(61);
+  auto by_index = [&](size_t workers, size_t batch, size_t epoch) {
+    DataLoader l(ds, DataLoaderOptions(batch).shuffle(true).seed(3).num_workers(workers));
+    l.set_epoch(epoch);
+    std::map<int64_t, std::vector<float>> out;
+    for (Batch& b : l)
+      for (int64_t r = 0; r < b.target.size(0); ++r)
+        out[b.target.select(0, r).item<int64_t>()] = b.data.select(0, r).to_vector<float>();
+    return out;
+  };
+  auto want = by_index(0, 8, 0);
+  ASSERT_EQ(want.size(), 61u);
+  EXPECT_NE(want.at(0), want.at(1));  // examples get different draws
+  for (size_t workers : {1, 2, 4})
+    for (size_t batch : {8, 5}) EXPECT_EQ(by_index(workers, batch, 0), want) << workers;
+  auto next = by_index(3, 8, 1);
+  size_t same = 0;
+  for (auto& [i, v] : next) same += v == want.at(i);
+  EXPECT_LT(same, 3u);  // another epoch, other augmentations
 }
 
 TEST(DataLoader, PinMemoryWithoutCudaGivesOrdinaryBatches) {

@@ -82,9 +82,11 @@ class CenterCrop : public Transform {
 /// image are zero.
 Tensor crop(const Tensor& img, int64_t top, int64_t left, int64_t h, int64_t w);
 
-/// Source of random numbers for the random transforms: Philox keyed by the seed, with a
-/// shared counter, so a run is reproducible from the seed when calls come in a fixed order
-/// (num_workers = 0); with several workers the draws interleave by scheduling.
+/// Source of random numbers for the random transforms: Philox keyed by the seed. Inside a
+/// SampleRngScope (the DataLoader opens one around each example it fetches) the draws are
+/// keyed by that example's (epoch, index), so augmentations are the same whatever the number
+/// of workers or their scheduling; outside one a shared counter is used, reproducible when
+/// calls come in a fixed order.
 class TransformRng {
  public:
   explicit TransformRng(uint64_t seed) : seed_(seed) {}
@@ -100,6 +102,19 @@ class TransformRng {
  private:
   uint64_t seed_;
   mutable std::atomic<uint64_t> counter_{0};
+};
+
+/// Keys the random transforms run on this thread by (epoch, index) until destroyed; nests.
+class SampleRngScope {
+ public:
+  SampleRngScope(uint64_t epoch, uint64_t index);
+  ~SampleRngScope();
+  SampleRngScope(const SampleRngScope&) = delete;
+  SampleRngScope& operator=(const SampleRngScope&) = delete;
+
+ private:
+  bool prev_active_;
+  uint64_t prev_epoch_, prev_index_, prev_draws_;
 };
 
 /// torchvision RandomResizedCrop: an area fraction in `scale` and a log-uniform aspect ratio

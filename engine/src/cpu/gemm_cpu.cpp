@@ -17,11 +17,35 @@ namespace {
 constexpr double kSplitWork = 128.0 * 128.0 * 128.0;
 constexpr int64_t kBlockAlign = 16;  // a multiple of the sgemm/dgemm kernels' tile sizes
 
+// One row-major BLAS call: the float and double entry points.
+inline void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                      float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
+}
+
+inline void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                      const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
+                      double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
+}
+
+}  // namespace
+
 // Splits C into one block of its larger dimension per thread, each block a single-threaded
 // BLAS call on the matching slice of A or B (OpenBLAS's threads are kept at 1).
-template <class T, class Blas>
-void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
-                const T* b, int64_t ldb, T* c, int64_t ldc, Blas&& blas) {
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  auto blas = [&](int64_t mm, int64_t nn, const T* pa, const T* pb, T* pc) {
+    blas_gemm(ta, tb, mm, nn, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+  };
   int threads = get_num_threads();
   double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   bool by_cols = n >= m;
@@ -44,35 +68,10 @@ void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, i
   });
 }
 
-}  // namespace
-
-template <>
-void gemm<float>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                 int64_t ldc) {
-  split_gemm<float>(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc,
-                    [&](int64_t mm, int64_t nn, const float* pa, const float* pb, float* pc) {
-                      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                                  trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(mm),
-                                  static_cast<blasint>(nn), static_cast<blasint>(k), alpha, pa,
-                                  static_cast<blasint>(lda), pb, static_cast<blasint>(ldb), beta,
-                                  pc, static_cast<blasint>(ldc));
-                    });
-}
-
-template <>
-void gemm<double>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                  const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
-                  double* c, int64_t ldc) {
-  split_gemm<double>(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc,
-                     [&](int64_t mm, int64_t nn, const double* pa, const double* pb, double* pc) {
-                       cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                                   trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(mm),
-                                   static_cast<blasint>(nn), static_cast<blasint>(k), alpha, pa,
-                                   static_cast<blasint>(lda), pb, static_cast<blasint>(ldb), beta,
-                                   pc, static_cast<blasint>(ldc));
-                     });
-}
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                          const float*, int64_t, float, float*, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                           const double*, int64_t, double, double*, int64_t);
 
 namespace {
 

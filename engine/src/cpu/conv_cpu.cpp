@@ -371,7 +371,7 @@ void conv_backward(const Tensor& grad_input, const Tensor& grad_weight, const Te
 void conv2d_forward_cpu(const Tensor& out, const Tensor& input, const Tensor& weight,
                         const Tensor& bias, const ConvParams& p) {
   if (is_reduced_float(out.dtype())) {
-    Tensor o32 = ops::empty_out(out.sizes(), kFloat32, out.device());
+    Tensor o32 = float32_empty(out);
     conv2d_forward_cpu(o32, float32_copy(input), float32_copy(weight), float32_copy(bias), p);
     ops::copy_into(out, o32);
     return;
@@ -384,10 +384,8 @@ void conv2d_backward_cpu(const Tensor& grad_input, const Tensor& grad_weight,
                          const Tensor& grad_bias, const Tensor& grad_out, const Tensor& input,
                          const Tensor& weight, const ConvParams& p) {
   if (is_reduced_float(input.dtype())) {
-    auto f32 = [](const Tensor& t) {
-      return t.defined() ? ops::empty_out(t.sizes(), kFloat32, t.device()) : t;
-    };
-    Tensor gi = f32(grad_input), gw = f32(grad_weight), gb = f32(grad_bias);
+    Tensor gi = float32_empty(grad_input), gw = float32_empty(grad_weight),
+           gb = float32_empty(grad_bias);
     conv2d_backward_cpu(gi, gw, gb, float32_copy(grad_out), float32_copy(input),
                         float32_copy(weight), p);
     for (auto [dst, src] : {std::pair{grad_input, gi}, {grad_weight, gw}, {grad_bias, gb}})

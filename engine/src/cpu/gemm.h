@@ -23,6 +23,8 @@ void gemm_tensors(const Tensor& out, const Tensor& a, const Tensor& b, double be
 /// float16/bfloat16 products and convolutions run on float32 copies and round once into the
 /// output, as PyTorch's CPU bfloat16 kernels accumulate in float32.
 bool is_reduced_float(Dtype d);
+/// An uninitialised float32 tensor shaped as t, for results (undefined stays undefined).
+Tensor float32_empty(const Tensor& t);
 /// A float32 copy of t (undefined stays undefined).
 Tensor float32_copy(const Tensor& t);
 

@@ -105,7 +105,7 @@ Tensor blas_operand(const Tensor& t, BlasLayout& layout) {
 void addmm_cpu(const Tensor& out, const Tensor& self, const Tensor& a, const Tensor& b,
                const Scalar& beta, const Scalar& alpha) {
   if (is_reduced_float(out.dtype())) {
-    Tensor o32 = ops::empty_out(out.sizes(), kFloat32, out.device());
+    Tensor o32 = float32_empty(out);
     addmm_cpu(o32, float32_copy(self), float32_copy(a), float32_copy(b), beta, alpha);
     ops::copy_into(out, o32);
     return;
@@ -118,7 +118,7 @@ void addmm_cpu(const Tensor& out, const Tensor& self, const Tensor& a, const Ten
 
 void bmm_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
   if (is_reduced_float(out.dtype())) {
-    Tensor o32 = ops::empty_out(out.sizes(), kFloat32, out.device());
+    Tensor o32 = float32_empty(out);
     bmm_cpu(o32, float32_copy(a), float32_copy(b));
     ops::copy_into(out, o32);
     return;
@@ -145,10 +145,13 @@ void bmm_cpu(const Tensor& out, const Tensor& a, const Tensor& b) {
 
 bool is_reduced_float(Dtype d) { return d == kFloat16 || d == kBFloat16; }
 
+Tensor float32_empty(const Tensor& t) {
+  return t.defined() ? ops::empty_out(t.sizes(), kFloat32, t.device()) : t;
+}
+
 Tensor float32_copy(const Tensor& t) {
-  if (!t.defined()) return t;
-  Tensor c = ops::empty_out(t.sizes(), kFloat32, t.device());
-  ops::copy_into(c, t);
+  Tensor c = float32_empty(t);
+  if (c.defined()) ops::copy_into(c, t);
   return c;
 }
 

@@ -7,7 +7,13 @@
 // The same program runs data-parallel under smprun (or mpirun): each DP rank reads its shard
 // of every epoch (DistributedSampler) in batches of --batch-size, gradients are averaged over
 // the DP group, and only rank 0 prints and writes files.
+//
+// Random numbers come as in the PyTorch example: the same --seed builds the same initial
+// weights, and the draws its DataLoaders make (smp::data::torch_dataloader_epoch) give the
+// same shuffle, so dropout masks follow too; one process trains what PyTorch trains, up to
+// float rounding.
 #include <smp/data/mnist.h>
+#include <smp/data/sampler.h>
 #include <smp/smp.h>
 
 #include <algorithm>
@@ -59,13 +65,15 @@ class Split {
     const int64_t* lab = targets_.data_ptr<int64_t>();
     float* dst = x.data_ptr<float>();
     int64_t* ydst = y.data_ptr<int64_t>();
-    const float inv_std = 1.0f / stdev;
+    // torchvision's float32 steps (ToTensor's /255, then Normalize's − mean, / std), bit for
+    // bit, from a table of the 256 pixel values.
+    float table[256];
+    for (int p = 0; p < 256; ++p) table[p] = (static_cast<float>(p) / 255.0f - mean) / stdev;
     for (int64_t i = 0; i < b; ++i) {
       const int64_t s = order.empty() ? begin + i : order[static_cast<size_t>(begin + i)];
       const uint8_t* img = src + s * hw;
       float* out = dst + i * hw;
-      for (int64_t k = 0; k < hw; ++k)
-        out[k] = (static_cast<float>(img[k]) / 255.0f - mean) * inv_std;
+      for (int64_t k = 0; k < hw; ++k) out[k] = table[img[k]];
       ydst[i] = lab[s];
     }
     return {x, y};
@@ -89,6 +97,7 @@ EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Confi
                     smp::Device device) {
   smp::NoGradGuard no_grad;
   model.eval();
+  smp::data::torch_dataloader_epoch(0, false);  // the draw iterating the test loader makes
   double loss_sum = 0;
   int64_t correct = 0;
   const int64_t n = test.size(), dp = smp::dp_size(), r = smp::dp_rank();
@@ -176,11 +185,13 @@ int run(const Config& cfg) {
   const float mean = static_cast<float>(cfg.mean), stdev = static_cast<float>(cfg.stdev);
   for (int64_t epoch = 1; epoch <= epochs && step < total_steps; ++epoch) {
     std::vector<int64_t> order;
+    const bool shuffle = !sampler && !cfg.no_shuffle;
+    const auto loader_order = smp::data::torch_dataloader_epoch(static_cast<size_t>(n), shuffle);
     if (sampler) {
       for (size_t i : sampler->indices(static_cast<size_t>(epoch - 1)))
         order.push_back(static_cast<int64_t>(i));
-    } else if (!cfg.no_shuffle) {
-      order = smp::randperm(n).to_vector<int64_t>();
+    } else if (shuffle) {
+      order.assign(loader_order.begin(), loader_order.end());
     }
     smp_examples::Progress bar("epoch " + std::to_string(epoch),
                                std::min(per_epoch, total_steps - step), cfg.log_interval, lead);

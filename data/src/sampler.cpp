@@ -1,6 +1,7 @@
 #include <smp/data/sampler.h>
 #include <smp/engine/error.h>
 #include <smp/engine/random.h>
+#include <smp/engine/tensor.h>
 
 #include <numeric>
 
@@ -14,27 +15,25 @@ std::vector<size_t> SequentialSampler::indices(size_t) const {
   return v;
 }
 
-// Same draws as the engine's randperm from a fresh generator (seed, offset 0), so
-// RandomSampler(n, s).indices(e) == randperm(n) after manual_seed(s + e).
+// torch.randperm(n, generator=g) with g = torch.Generator().manual_seed(seed): the order
+// torch's DistributedSampler uses (seed + epoch).
 std::vector<size_t> permutation(size_t n, uint64_t seed) {
-  std::vector<size_t> perm(n);
-  std::iota(perm.begin(), perm.end(), size_t{0});
-  uint32_t w[4], w2[4];
-  uint64_t cached = ~uint64_t{0};
-  for (size_t k = 0; k + 1 < n; ++k) {
-    uint64_t block = k / 4;
-    if (block != cached) {
-      Philox::draw(seed, block, 0, w);
-      cached = block;
-    }
-    uint64_t i = n - 1 - k, r = w[k % 4];
-    if (i + 1 > (uint64_t{1} << 32)) {
-      Philox::draw(seed, block, 1, w2);
-      r = (r << 32) | w2[k % 4];
-    }
-    std::swap(perm[i], perm[r % (i + 1)]);
-  }
-  return perm;
+  Generator gen(Generator::Kind::kMT19937, seed);
+  std::vector<int64_t> p = randperm_values(static_cast<int64_t>(n), gen);
+  return std::vector<size_t>(p.begin(), p.end());
+}
+
+std::vector<size_t> torch_dataloader_epoch(size_t n, bool shuffle) {
+  auto draw_int64 = [] {
+    Tensor t = empty({}, kInt64);
+    t.random_();
+    return t.item<int64_t>();
+  };
+  draw_int64();  // the iterator's base seed
+  if (shuffle) return permutation(n, static_cast<uint64_t>(draw_int64()));
+  std::vector<size_t> v(n);
+  std::iota(v.begin(), v.end(), size_t{0});
+  return v;
 }
 
 std::vector<size_t> RandomSampler::indices(size_t epoch) const {

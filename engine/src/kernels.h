@@ -11,6 +11,7 @@
 // Meta tensors never reach a kernel: the front end stops after shape inference.
 #pragma once
 
+#include <smp/engine/random.h>
 #include <smp/engine/scalar.h>
 #include <smp/engine/tensor.h>
 
@@ -89,16 +90,14 @@ struct KernelTable {
   /// out[i] = start + i·step, out contiguous 1-D.
   void (*arange)(const Tensor& out, const Scalar& start, const Scalar& step) = nullptr;
 
-  // ---- random (Philox; element i uses counter offset + i/4, word i%4) -------------
-  void (*uniform)(const Tensor& out, double from, double to, uint64_t seed,
-                  uint64_t offset) = nullptr;
-  void (*normal)(const Tensor& out, double mean, double std, uint64_t seed,
-                 uint64_t offset) = nullptr;
+  // ---- random: each kernel draws from the generator it is given, under its own rules ------
+  // (CPU: PyTorch's mt19937 mappings, cpu/random_cpu.cpp; CUDA: Philox, cuda/random.cu).
+  void (*uniform)(const Tensor& out, double from, double to, Generator& gen) = nullptr;
+  void (*normal)(const Tensor& out, double mean, double std, Generator& gen) = nullptr;
   /// out = (u < p) in out's dtype.
-  void (*bernoulli)(const Tensor& out, double p, uint64_t seed, uint64_t offset) = nullptr;
+  void (*bernoulli)(const Tensor& out, double p, Generator& gen) = nullptr;
   /// out = integers uniform in [low, high).
-  void (*random_int)(const Tensor& out, int64_t low, int64_t high, uint64_t seed,
-                     uint64_t offset) = nullptr;
+  void (*random_int)(const Tensor& out, int64_t low, int64_t high, Generator& gen) = nullptr;
 
   // ---- elementwise (inputs expanded to out's shape, any strides) -------------------
   /// out = op(in); out and in have the same dtype.

@@ -487,3 +487,28 @@ TEST(Placement, ReadingRealValuesInsideAHookedRegionDoesNotConsultIt) {
   EXPECT_FALSE(a.to_string().empty());
   EXPECT_EQ(hook.calls(), 1);
 }
+
+// A draw that another rank computes (this rank holds its output as meta) moves this rank's CPU
+// generator exactly as far as computing it would, so the draws after it agree with a
+// one-process run; this holds for normal's layout- and cache-dependent draw counts too.
+TEST(Placement, RemoteDrawsAdvanceTheGeneratorAsLocalOnes) {
+  auto draws = [](bool remote) {
+    manual_seed(21);
+    auto input = [&](const Shape& shape) { return remote ? meta_on(shape, 1) : zeros(shape); };
+    {
+      FakeHook hook(Placement{1, !remote, Device(kCPU)});
+      Installed on(&hook);
+      Tensor d = dropout(input({3, 7}), 0.3, true);
+      EXPECT_EQ(d.is_meta(), remote);
+      input({5}).normal_();  // scalar Box–Muller: leaves a cached sample
+      input({33}).normal_(1.0, 2.0);
+      input({6, 4}).t().normal_();  // strided: scalar path again
+      input({4, 6}).t().uniform_();
+      input({9}).bernoulli_(0.2);
+      Tensor r = input({9}).to(kInt64);
+      r.random_(0, 1 << 20);
+    }
+    return std::make_pair(randn({3}).to_vector<float>(), rand({8}).to_vector<float>());
+  };
+  EXPECT_EQ(draws(true), draws(false));
+}

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "gradcheck.h"
+#include "op_test_utils.h"
 
 using namespace smp;
 
@@ -50,34 +52,59 @@ TEST(Random, DifferentSeedOrDrawDifferentValues) {
   EXPECT_NE(a, a2);
 }
 
-// The documented counter rule (cpu/random_cpu.cpp), which makes results independent of the
-// thread count and shared with CUDA: element i uses word i%4 of block offset + i/4.
-TEST(Random, FollowsTheCounterRule) {
-  manual_seed(31);
-  Tensor a = rand({4}), u = rand({10}), b = empty({10}, kFloat64).bernoulli_(0.5);
-  uint64_t offset = 1;  // rand({4}) used one block
-  auto v = u.to_vector<float>();
-  auto bv = b.to_vector<double>();
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint32_t w[4];
-    Philox::draw(31, offset + i / 4, 0, w);
-    EXPECT_EQ(v[i], static_cast<float>(w[i % 4] >> 8) / 16777216.0f) << i;
-    Philox::draw(31, offset + 3 + i / 4, 0, w);  // u used 3 blocks
-    EXPECT_EQ(bv[i], (w[i % 4] >> 8) / 16777216.0 < 0.5 ? 1.0 : 0.0) << i;
-  }
-  EXPECT_EQ(default_generator(Device(kCPU)).offset(), offset + 3 + 3);
-  (void)a;
+// smp::manual_seed(s) then the same draws as torch.manual_seed(s): the values of
+// tests/golden/random.safetensors (tests/reference/gen_random.py), exactly, except normal
+// float32, whose log/sin/cos torch vectorises with its own approximations.
+TEST(Random, DrawsWhatTorchsCpuGeneratorDraws) {
+  auto g = test::load_golden("random");
+  auto check = [&](const std::string& name, uint64_t seed, const std::function<Tensor()>& draw) {
+    SCOPED_TRACE(name);
+    manual_seed(seed);
+    Tensor got = draw();
+    const Tensor& want = g.at(name);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    ASSERT_EQ(got.dtype(), want.dtype());
+    EXPECT_EQ(got.to(kFloat64).to_vector<double>(), want.to(kFloat64).to_vector<double>());
+  };
+  check("uniform_f32", 1, [] { return empty({1000}).uniform_(-0.123456, 0.987654); });
+  check("uniform_f64", 2, [] { return empty({1000}, kFloat64).uniform_(-0.123456, 0.987654); });
+  check("uniform_f16", 3, [] { return empty({300}, kFloat16).uniform_(-0.3, 0.7); });
+  check("uniform_bf16", 4, [] { return empty({300}, kBFloat16).uniform_(-0.3, 0.7); });
+  check("uniform_transposed", 5, [] { return empty({6, 4}).t().uniform_(); });
+  check("normal_f64", 7, [] { return empty({1037}, kFloat64).normal_(0.3, 1.7); });
+  check("normal_small", 8, [] { return cat({randn({3}), randn({3}), randn({1})}); });
+  check("normal_transposed_f64", 9, [] { return empty({8, 5}, kFloat64).t().normal_(-1.0, 0.5); });
+  check("bernoulli_f32", 10, [] { return empty({1000}).bernoulli_(0.3); });
+  check("bernoulli_f64", 11, [] { return empty({999}, kFloat64).bernoulli_(0.75); });
+  check("dropout", 12, [] { return dropout(ones({64, 10}), 0.25, true); });
+  check("randint_small", 13, [] { return randint(-5, 7, {500}); });
+  check("randint_wide", 14, [] { return randint(0, (int64_t{1} << 33) + 5, {50}); });
+  check("randperm_100", 15, [] { return randperm(100); });
+  check("randperm_60000_head", 16, [] { return randperm(60000).slice(0, 0, 1000); });
+  check("generator_randperm_60000_tail", 0, [] {
+    Generator gen(Generator::Kind::kMT19937, 17);
+    return randperm(60000, gen).slice(0, 59000, 60000);
+  });
+  manual_seed(18);
+  Tensor sequence = cat({rand({5}), randn({20}), randint(0, 10, {7}).to(kFloat32),
+                         empty({9}).bernoulli_(0.5), randn({5}, kFloat64).to(kFloat32),
+                         randperm(11).to(kFloat32), rand({3}, kFloat64).to(kFloat32), randn({2})});
+  EXPECT_ALLCLOSE(sequence, g.at("sequence"), 1e-6, 1e-6);  // randn({20}) is float32 normal
+  check("random_int64", 19, [] { return empty({4}, kInt64).random_(); });
+
+  manual_seed(6);
+  EXPECT_ALLCLOSE(empty({1037}).normal_(0.3, 1.7), g.at("normal_f32"), 1e-6, 1e-6);
 }
 
-TEST(Random, StridedFillMatchesContiguousOrder) {
-  // A transposed view is filled in logical (row-major) order.
+// As torch's TensorIterator: a transposed view takes the words in memory order.
+TEST(Random, StridedFillFollowsMemoryOrder) {
   manual_seed(9);
   Tensor t = empty({4, 6}).t();
   t.uniform_();
   manual_seed(9);
-  Tensor c = empty({6, 4});
+  Tensor c = empty({4, 6});
   c.uniform_();
-  EXPECT_EQ(t.to_vector<float>(), c.to_vector<float>());
+  EXPECT_EQ(t.t().contiguous().to_vector<float>(), c.to_vector<float>());
 }
 
 TEST(Random, UniformMoments) {
@@ -179,16 +206,25 @@ TEST(Random, LikeFactoriesAndMeta) {
   EXPECT_THROW(empty({2}).bernoulli_(1.5), Error);
 }
 
-TEST(Random, CudaMatchesCpu) {
+// CUDA's generator is counter-based: element i of a draw uses word i%4 of Philox block
+// offset + i/4 (cuda/random.cu), whatever the launch geometry.
+TEST(Random, FollowsTheCounterRule_CUDA) {
   SMP_SKIP_WITHOUT_CUDA();
-  for (Dtype dt : {kFloat32, kFloat64}) {
-    manual_seed(77);
-    auto cu = rand({1001}, TensorOptions(dt).device(Device(kCUDA))).cpu().to_vector<double>();
-    auto cb = randint(0, 1000, {1001}, Device(kCUDA)).cpu().to_vector<int64_t>();
-    manual_seed(77);
-    EXPECT_EQ(rand({1001}, dt).to_vector<double>(), cu);
-    EXPECT_EQ(randint(0, 1000, {1001}).to_vector<int64_t>(), cb);
+  manual_seed(31);
+  Device cu(kCUDA);
+  Tensor a = rand({4}, cu), u = rand({10}, cu), b = empty({10}, TensorOptions(kFloat64).device(cu));
+  b.bernoulli_(0.5);
+  auto v = u.cpu().to_vector<float>();
+  auto bv = b.cpu().to_vector<double>();
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t w[4];
+    Philox::draw(31, 1 + i / 4, 0, w);  // rand({4}) used block 0
+    EXPECT_EQ(v[i], static_cast<float>(w[i % 4] >> 8) / 16777216.0f) << i;
+    Philox::draw(31, 4 + i / 4, 0, w);  // u used blocks 1..3
+    EXPECT_EQ(bv[i], (w[i % 4] >> 8) / 16777216.0 < 0.5 ? 1.0 : 0.0) << i;
   }
+  EXPECT_EQ(default_generator(cu).offset(), 7u);
+  (void)a;
 }
 
 TEST(Dropout, KeepsAboutOneMinusPAndScales) {

@@ -107,6 +107,20 @@ void expect_summary(const Golden& g, const std::string& prefix, const Tensor& t,
 
 }  // namespace
 
+// The CPU generator is torch's, so a seed builds torch's initial weights bit for bit
+// (tests/golden/mnist_init: torch.manual_seed(0), then the example's Net()).
+TEST(GoldenModels, MnistNetFromASeedHasTorchsInitialWeights) {
+  const auto& g = golden("mnist_init");
+  manual_seed(0);
+  MnistNet net;
+  auto sd = net.state_dict();
+  ASSERT_EQ(sd.size(), g.size());
+  for (auto& [name, t] : sd) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(t.to_vector<float>(), G(g, name).to_vector<float>());
+  }
+}
+
 TEST(GoldenModels, MnistNetOutputLossAndGradients) {
   const auto& g = golden("nn_mnist");
   manual_seed(0);

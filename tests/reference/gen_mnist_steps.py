@@ -58,6 +58,33 @@ def main():
     print("losses:", " ".join(f"{v:.6f}" for v in losses))
     save("mnist_sgd20", dict(model.state_dict()),
          metadata={"final_loss": f"{losses[-1]:.9g}", "first_loss": f"{losses[0]:.9g}"})
+    example_steps()
+
+
+def example_steps(seed=1, steps=3):
+    """The PyTorch example as written, seed 1, for 3 steps: DataLoader(shuffle=True), dropout
+    on, Adadelta lr 1.0. `mnist --seed 1 --steps 3` must end at the same weights, which it does
+    only if the initial weights, the shuffle and every dropout mask came out of the generator
+    as torch's did. fc1.weight (4.7 MB) is left out: every other tensor already depends on
+    all of those draws. Writes tests/golden/mnist_seed1_steps3.safetensors."""
+    torch.manual_seed(seed)
+    images = read_idx("train-images-idx3-ubyte.gz", 60000).float().unsqueeze(1)
+    labels = read_idx("train-labels-idx1-ubyte.gz", 60000).long()
+    x_all = (images / 255.0 - 0.1307) / 0.3081
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_all, labels),
+                                         batch_size=BATCH, shuffle=True)
+    model = MnistNet()
+    opt = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    model.train()
+    for step, (x, y) in enumerate(loader):
+        if step == steps:
+            break
+        opt.zero_grad()
+        loss = F.nll_loss(model(x), y)
+        loss.backward()
+        opt.step()
+    weights = {k: v for k, v in model.state_dict().items() if k != "fc1.weight"}
+    save("mnist_seed1_steps3", weights, metadata={"final_loss": f"{loss.item():.9g}"})
 
 
 if __name__ == "__main__":

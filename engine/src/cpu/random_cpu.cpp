@@ -1,209 +1,240 @@
-// CPU kernels for the random fills: uniform, normal, bernoulli, random integers.
+// CPU kernels for the random fills: PyTorch 1.13's CPU kernels, draw for draw.
 //
-// THE COUNTER RULE (every backend must follow it, so CPU and CUDA draw the same numbers):
-//   W(i)  = Philox::draw(seed, offset + i/4, 0)[i % 4]   — element i's primary 32-bit word
-//   W2(i) = Philox::draw(seed, offset + i/4, 1)[i % 4]   — its second word, where one is needed
-// The second stream (counter_hi = 1) lies outside every block the generator hands out, so a
-// kernel that reserved ceil(n/4) blocks can use both streams. Results therefore depend only
-// on (seed, offset, i), never on the number of threads or the launch geometry.
-//
-// Mappings (u24, u53 are uniforms in [0, 1)):
-//   u24(w)     = (w >> 8) · 2^-24
-//   u53(a, b)  = ((a >> 5) · 2^26 + (b >> 6)) · 2^-53          with a = W(i), b = W2(i)
-//   uniform:   float32/16/bf16: from + u24(W(i)) · (to − from), computed in float;
-//              float64:         from + u53(W(i), W2(i)) · (to − from), computed in double;
-//              a value rounded up to `to` is replaced by `from`, keeping [from, to).
-//   normal:    Box–Muller within one block: elements 4k+0 and 4k+1 pair up on words (0, 1),
-//              4k+2 and 4k+3 on words (2, 3). With (u1, u2) from the even and odd word,
-//              r = sqrt(−2 ln(1 − u1)), θ = 2π·u2: the even element is r·cos θ, the odd
-//              r·sin θ, then mean + std·z. float64 uses u53 over both streams (u1 from
-//              W/W2 of the even element, u2 of the odd one) and double math; the other
-//              dtypes use u24 and float math (Eigen's vectorised log/sin/cos on the CPU). CUDA
-//              agrees to the last few ulps of log/sin/cos; uniform, bernoulli and
-//              random_int agree bit for bit.
-//   bernoulli: out = u24(W(i)) < p, whatever out's dtype.
-//   random_int: range = high − low. range ≤ 2^32: low + W(i) mod range; otherwise
-//              low + ((W(i) << 32) | W2(i)) mod range.
-// GCC 12 reports false "(maybe) uninitialized" warnings inside Eigen's AVX-512 packet code.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
+// Words come from the CPU generator's mt19937 in element order, which for a strided tensor
+// is memory order (the order torch's TensorIterator walks). w is one 32-bit word, w64 two
+// words with the first in the high half. The mappings, as torch's (its CPU kernels are built
+// with FMA contraction, hence the fma below):
+//   uniform_(a, b)  x = (w & (2^d − 1))·2^−d with d = 24 (float32), 11 (float16), 8 (bfloat16),
+//                   or x = (w64 & (2^53 − 1))·2^−53 (float64); value = fma(x, b − a, a) with a
+//                   and b first rounded to the dtype.
+//   normal_(m, s)   numel ≥ 16 and contiguous: one uniform x per element (as uniform_(0, 1)),
+//                   then per 16-element block j = 0..7: u1 = 1 − x[j], u2 = x[j+8],
+//                   r = √(−2 ln u1), θ = 2π·u2, out[j] = fma(r cos θ, s, m),
+//                   out[j+8] = fma(r sin θ, s, m); when numel % 16 ≠ 0 the last 16 elements
+//                   are drawn again and transformed as one more block. float32 there uses
+//                   vectorised log/sin/cos in torch, so values agree to an ulp or so.
+//                   Otherwise, element by element, torch's normal_distribution<double>: a
+//                   sample cached in the generator if there is one, else u1, u2 from two w64,
+//                   r = √(−2 ln(1 − u2)), θ = 2π·u1, value r cos θ and r sin θ cached.
+//   bernoulli_(p)   (w64 & (2^53 − 1))·2^−53 < p, for every dtype.
+//   random_int      range = high − low: low + w64 mod range when range ≥ 2^32, else
+//                   low + w mod range.
+// Words are drawn serially (the stream is sequential) in chunks that the value mapping then
+// consumes while they are in cache.
 #include <smp/engine/random.h>
 
-#include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <vector>
 
-#include "cpu/loops.h"
 #include "kernels.h"
+#include "ops/op_utils.h"
 
 namespace smp::cpu {
 namespace {
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
+constexpr int64_t kChunk = 8192;  // elements per chunk of words
 
-// Runs f(block, w, w2, first, count) over the 4-element blocks of [0, n) in parallel, where
-// w/w2 are the two streams' words of that block and elements [first, first+count) are due.
-template <bool kSecondStream, class F>
-void for_each_block(int64_t n, uint64_t seed, uint64_t offset, F f) {
-  int64_t blocks = (n + 3) / 4;
-  parallel_for(blocks, 2048, [&](int64_t b0, int64_t b1) {
-    uint32_t w[4], w2[4] = {0, 0, 0, 0};
-    for (int64_t b = b0; b < b1; ++b) {
-      Philox::draw(seed, offset + static_cast<uint64_t>(b), 0, w);
-      if constexpr (kSecondStream) Philox::draw(seed, offset + static_cast<uint64_t>(b), 1, w2);
-      f(b * 4, w, w2, std::min<int64_t>(4, n - b * 4));
-    }
-  });
+/// Element i of [0, n) gets f(i, words) where words holds kWords words for it.
+template <int kWords, class F>
+void for_each_draw(Generator& gen, int64_t n, F f) {
+  uint32_t buf[kChunk * kWords];
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    int64_t c = std::min(kChunk, n - i0);
+    gen.fill(buf, c * kWords);
+    f(i0, c, static_cast<const uint32_t*>(buf));
+  }
 }
 
-// Generates into a contiguous buffer of out's dtype, then scatters if out is strided.
-template <class Gen>
-void generate(const Tensor& out, Gen gen) {
-  if (out.is_contiguous()) {
-    gen(out);
-    return;
-  }
-  Tensor tmp = ops::empty_out(out.sizes(), out.dtype(), out.device());
-  gen(tmp);
-  SMP_KERNEL(copy, out.device())(out, tmp);
+inline uint64_t word64(const uint32_t* w) { return (static_cast<uint64_t>(w[0]) << 32) | w[1]; }
+inline double u53(uint64_t v) {
+  return static_cast<double>(v & ((uint64_t{1} << 53) - 1)) * (1.0 / 9007199254740992.0);
 }
 
 template <class T>
-inline T to_elem(float v) {
+constexpr int mantissa_bits() {
+  if constexpr (std::is_same_v<T, Half>)
+    return 11;
+  else if constexpr (std::is_same_v<T, BFloat16>)
+    return 8;
+  else
+    return 24;
+}
+
+template <class T>
+inline T from_int(int64_t v) {
   if constexpr (std::is_same_v<T, bool>)
-    return v != 0.0f;
+    return v != 0;
+  else if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>)
+    return T(static_cast<float>(v));
   else
     return static_cast<T>(v);
 }
 
-void uniform_cpu(const Tensor& out, double from, double to, uint64_t seed, uint64_t offset) {
-  int64_t n = out.numel();
-  generate(out, [&](const Tensor& o) {
+/// Runs gen_fn on a contiguous tensor whose elements, in order, are out's in memory order:
+/// out itself, or a permuted view of it, or a scratch copied back.
+template <class Fn>
+void in_memory_order(const Tensor& out, Fn gen_fn) {
+  if (out.is_contiguous()) return gen_fn(out);
+  std::vector<int64_t> perm(static_cast<size_t>(out.dim()));
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  std::stable_sort(perm.begin(), perm.end(),
+                   [&](int64_t a, int64_t b) { return out.stride(a) > out.stride(b); });
+  Tensor view = out.permute(perm);
+  if (view.is_contiguous()) return gen_fn(view);
+  Tensor tmp = ops::empty_out(view.sizes(), view.dtype(), view.device());
+  gen_fn(tmp);
+  SMP_KERNEL(copy, out.device())(view, tmp);
+}
+
+void uniform_cpu(const Tensor& out, double from, double to, Generator& gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  in_memory_order(out, [&](const Tensor& o) {
+    int64_t n = o.numel();
     if (o.dtype() == kFloat64) {
       double* p = o.data_ptr<double>();
-      double range = to - from;
-      for_each_block<true>(n, seed, offset,
-                           [&](int64_t i0, const uint32_t* w, const uint32_t* w2, int64_t c) {
-                             for (int64_t k = 0; k < c; ++k) {
-                               double v = from + philox_u53(w[k], w2[k]) * range;
-                               p[i0 + k] = v >= to && to > from ? from : v;
-                             }
-                           });
+      const double range = to - from;
+      for_each_draw<2>(gen, n, [&](int64_t i0, int64_t c, const uint32_t* w) {
+        for (int64_t k = 0; k < c; ++k) p[i0 + k] = std::fma(u53(word64(w + 2 * k)), range, from);
+      });
       return;
     }
     SMP_DISPATCH_FLOATING_AND_HALF(o.dtype(), "uniform_", [&] {
+      constexpr int kBits = mantissa_bits<scalar_t>();
+      constexpr uint32_t kMask = (uint32_t{1} << kBits) - 1;
+      constexpr float kScale = 1.0f / static_cast<float>(uint32_t{1} << kBits);
+      // Bounds and their difference round to the dtype first, as torch's arithmetic does.
+      const float a = static_cast<float>(static_cast<scalar_t>(from));
+      const float range = static_cast<float>(
+          static_cast<scalar_t>(static_cast<float>(static_cast<scalar_t>(to)) - a));
       scalar_t* p = o.data_ptr<scalar_t>();
-      float f = static_cast<float>(from), t = static_cast<float>(to), range = t - f;
-      scalar_t sf = static_cast<scalar_t>(f);
-      for_each_block<false>(n, seed, offset,
-                            [&](int64_t i0, const uint32_t* w, const uint32_t*, int64_t c) {
-                              for (int64_t k = 0; k < c; ++k) {
-                                scalar_t v = static_cast<scalar_t>(f + philox_u24(w[k]) * range);
-                                p[i0 + k] = static_cast<float>(v) >= t && t > f ? sf : v;
-                              }
-                            });
+      for_each_draw<1>(gen, n, [&](int64_t i0, int64_t c, const uint32_t* w) {
+        for (int64_t k = 0; k < c; ++k)
+          p[i0 + k] =
+              static_cast<scalar_t>(std::fma(static_cast<float>(w[k] & kMask) * kScale, range, a));
+      });
     });
   });
 }
 
-void normal_cpu(const Tensor& out, double mean, double std, uint64_t seed, uint64_t offset) {
-  int64_t n = out.numel();
-  generate(out, [&](const Tensor& o) {
-    if (o.dtype() == kFloat64) {
-      double* p = o.data_ptr<double>();
-      for_each_block<true>(n, seed, offset,
-                           [&](int64_t i0, const uint32_t* w, const uint32_t* w2, int64_t c) {
-                             for (int pair = 0; pair < 2 && 2 * pair < c; ++pair) {
-                               double u1 = philox_u53(w[2 * pair], w2[2 * pair]),
-                                      u2 = philox_u53(w[2 * pair + 1], w2[2 * pair + 1]);
-                               double r = std::sqrt(-2.0 * std::log(1.0 - u1)), th = kTwoPi * u2;
-                               p[i0 + 2 * pair] = mean + std * r * std::cos(th);
-                               if (2 * pair + 1 < c)
-                                 p[i0 + 2 * pair + 1] = mean + std * r * std::sin(th);
-                             }
-                           });
-      return;
+// torch's normal_distribution<double>, one element at a time (the generator keeps the sine
+// of each Box–Muller pair for the next call).
+double scalar_normal(Generator& gen, double mean, double std) {
+  auto& cached = gen.cached_normal();
+  double z;
+  if (cached) {
+    z = *cached;
+    cached.reset();
+  } else {
+    const double u1 = u53(gen.random64()), u2 = u53(gen.random64());
+    const double r = std::sqrt(-2.0 * std::log(1.0 - u2)), theta = kTwoPi * u1;
+    cached = r * std::sin(theta);
+    z = r * std::cos(theta);
+  }
+  return std::fma(z, std, mean);
+}
+
+// Box–Muller over one block of 16 uniforms in place (u1 from the first half, u2 the second).
+template <class T>
+void box_muller_16(T* d, double mean, double std) {
+  for (int j = 0; j < 8; ++j) {
+    if constexpr (std::is_same_v<T, double>) {
+      const double r = std::sqrt(-2.0 * std::log(1.0 - d[j])), theta = kTwoPi * d[j + 8];
+      d[j] = std::fma(r * std::cos(theta), std, mean);
+      d[j + 8] = std::fma(r * std::sin(theta), std, mean);
+    } else {
+      const float u1 = 1.0f - static_cast<float>(d[j]), u2 = static_cast<float>(d[j + 8]);
+      const float r = std::sqrt(-2.0f * static_cast<float>(std::log(static_cast<double>(u1))));
+      const float theta = static_cast<float>(kTwoPi) * u2;
+      const float c = static_cast<float>(std::cos(static_cast<double>(theta)));
+      const float s = static_cast<float>(std::sin(static_cast<double>(theta)));
+      const float m = static_cast<float>(mean), sd = static_cast<float>(std);
+      d[j] = static_cast<T>(std::fma(r * c, sd, m));
+      d[j + 8] = static_cast<T>(std::fma(r * s, sd, m));
     }
-    SMP_DISPATCH_FLOATING_AND_HALF(o.dtype(), "normal_", [&] {
-      // Pairs are transformed a tile at a time so Eigen's vectorised log/sin/cos apply;
-      // pair q covers elements 2q (cos) and 2q+1 (sin), exactly the per-block rule above.
-      scalar_t* p = o.data_ptr<scalar_t>();
-      float m = static_cast<float>(mean), sd = static_cast<float>(std);
-      constexpr int64_t kTile = 1024;  // blocks per tile
-      int64_t blocks = (n + 3) / 4;
-      parallel_for(blocks, 2048, [&](int64_t b0, int64_t b1) {
-        Eigen::ArrayXf u1 = Eigen::ArrayXf::Constant(2 * kTile, 0.5f), u2 = u1, r(2 * kTile),
-                       th(2 * kTile), zc(2 * kTile), zs(2 * kTile);
-        uint32_t w[4];
-        for (int64_t t0 = b0; t0 < b1; t0 += kTile) {
-          int64_t nb = std::min(kTile, b1 - t0), np = 2 * nb;
-          for (int64_t k = 0; k < nb; ++k) {
-            Philox::draw(seed, offset + static_cast<uint64_t>(t0 + k), 0, w);
-            u1[2 * k] = philox_u24(w[0]);
-            u2[2 * k] = philox_u24(w[1]);
-            u1[2 * k + 1] = philox_u24(w[2]);
-            u2[2 * k + 1] = philox_u24(w[3]);
-          }
-          // Whole tiles, never head(np): Eigen computes a ragged tail with scalar libm calls
-          // whose last bits differ from the packet path, and tile edges depend on the
-          // thread split.
-          r = (-2.0f * (1.0f - u1).log()).sqrt();
-          th = static_cast<float>(kTwoPi) * u2;
-          zc = m + sd * r * th.cos();
-          zs = m + sd * r * th.sin();
-          int64_t q0 = 2 * t0;  // first pair of the tile
-          for (int64_t q = 0; q < np; ++q) {
-            int64_t e = 2 * (q0 + q);
-            if (e < n) p[e] = static_cast<scalar_t>(zc[q]);
-            if (e + 1 < n) p[e + 1] = static_cast<scalar_t>(zs[q]);
-          }
+  }
+}
+
+void normal_cpu(const Tensor& out, double mean, double std, Generator& gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  const int64_t n = out.numel();
+  if (n < 16 || !out.is_contiguous()) {
+    in_memory_order(out, [&](const Tensor& o) {
+      SMP_DISPATCH_FLOATING_AND_HALF(o.dtype(), "normal_", [&] {
+        scalar_t* p = o.data_ptr<scalar_t>();
+        for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(scalar_normal(gen, mean, std));
+      });
+    });
+    return;
+  }
+  // Uniforms first (the same words and values uniform_(0, 1) would give), then the blocks.
+  auto uniforms = [&](auto* p, int64_t count) {
+    using T = std::remove_pointer_t<decltype(p)>;
+    if constexpr (std::is_same_v<T, double>) {
+      for_each_draw<2>(gen, count, [&](int64_t i0, int64_t c, const uint32_t* w) {
+        for (int64_t k = 0; k < c; ++k) p[i0 + k] = u53(word64(w + 2 * k));
+      });
+    } else {
+      constexpr int kBits = mantissa_bits<T>();
+      constexpr uint32_t kMask = (uint32_t{1} << kBits) - 1;
+      constexpr float kScale = 1.0f / static_cast<float>(uint32_t{1} << kBits);
+      for_each_draw<1>(gen, count, [&](int64_t i0, int64_t c, const uint32_t* w) {
+        for (int64_t k = 0; k < c; ++k)
+          p[i0 + k] = static_cast<T>(static_cast<float>(w[k] & kMask) * kScale);
+      });
+    }
+  };
+  SMP_DISPATCH_FLOATING_AND_HALF(out.dtype(), "normal_", [&] {
+    scalar_t* p = out.data_ptr<scalar_t>();
+    uniforms(p, n);
+    for (int64_t i = 0; i + 16 <= n; i += 16) box_muller_16(p + i, mean, std);
+    if (n % 16 != 0) {
+      uniforms(p + n - 16, 16);
+      box_muller_16(p + n - 16, mean, std);
+    }
+  });
+}
+
+void bernoulli_cpu(const Tensor& out, double p, Generator& gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  // u < p  ⇔  m < p·2^53 for the 53-bit integer m behind u; p·2^53 is exact, so the integer
+  // test below is the same comparison without the conversion.
+  const double scaled = std::ceil(p * 9007199254740992.0);
+  const uint64_t threshold =
+      scaled >= 9007199254740992.0 ? (uint64_t{1} << 53) : static_cast<uint64_t>(scaled);
+  in_memory_order(out, [&](const Tensor& o) {
+    SMP_DISPATCH_ALL(o.dtype(), "bernoulli_", [&] {
+      scalar_t* d = o.data_ptr<scalar_t>();
+      const scalar_t one = from_int<scalar_t>(1), zero = from_int<scalar_t>(0);
+      for_each_draw<2>(gen, o.numel(), [&](int64_t i0, int64_t c, const uint32_t* w) {
+        for (int64_t k = 0; k < c; ++k) {
+          const uint64_t m = (static_cast<uint64_t>(w[2 * k] & 0x1fffffu) << 32) | w[2 * k + 1];
+          d[i0 + k] = m < threshold ? one : zero;
         }
       });
     });
   });
 }
 
-void bernoulli_cpu(const Tensor& out, double p, uint64_t seed, uint64_t offset) {
-  int64_t n = out.numel();
-  generate(out, [&](const Tensor& o) {
-    SMP_DISPATCH_ALL(o.dtype(), "bernoulli_", [&] {
-      scalar_t* d = o.data_ptr<scalar_t>();
-      for_each_block<false>(
-          n, seed, offset, [&](int64_t i0, const uint32_t* w, const uint32_t*, int64_t c) {
-            for (int64_t k = 0; k < c; ++k)
-              d[i0 + k] =
-                  to_elem<scalar_t>(static_cast<double>(philox_u24(w[k])) < p ? 1.0f : 0.0f);
-          });
-    });
-  });
-}
-
-void random_int_cpu(const Tensor& out, int64_t low, int64_t high, uint64_t seed, uint64_t offset) {
-  int64_t n = out.numel();
-  uint64_t range = static_cast<uint64_t>(high) - static_cast<uint64_t>(low);
-  generate(out, [&](const Tensor& o) {
+void random_int_cpu(const Tensor& out, int64_t low, int64_t high, Generator& gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  const uint64_t range = static_cast<uint64_t>(high) - static_cast<uint64_t>(low);
+  in_memory_order(out, [&](const Tensor& o) {
     SMP_DISPATCH_ALL(o.dtype(), "random_int", [&] {
       scalar_t* d = o.data_ptr<scalar_t>();
       auto put = [&](int64_t i, uint64_t r) {
-        int64_t v = static_cast<int64_t>(static_cast<uint64_t>(low) + r % range);
-        if constexpr (std::is_same_v<scalar_t, bool>)
-          d[i] = v != 0;
-        else if constexpr (std::is_same_v<scalar_t, Half> || std::is_same_v<scalar_t, BFloat16>)
-          d[i] = scalar_t(static_cast<float>(v));
-        else
-          d[i] = static_cast<scalar_t>(v);
+        d[i] = from_int<scalar_t>(static_cast<int64_t>(static_cast<uint64_t>(low) + r % range));
       };
-      if (range <= (uint64_t{1} << 32)) {
-        for_each_block<false>(n, seed, offset,
-                              [&](int64_t i0, const uint32_t* w, const uint32_t*, int64_t c) {
-                                for (int64_t k = 0; k < c; ++k) put(i0 + k, w[k]);
-                              });
+      if (range >= (uint64_t{1} << 32)) {
+        for_each_draw<2>(gen, o.numel(), [&](int64_t i0, int64_t c, const uint32_t* w) {
+          for (int64_t k = 0; k < c; ++k) put(i0 + k, word64(w + 2 * k));
+        });
       } else {
-        for_each_block<true>(n, seed, offset,
-                             [&](int64_t i0, const uint32_t* w, const uint32_t* w2, int64_t c) {
-                               for (int64_t k = 0; k < c; ++k)
-                                 put(i0 + k, (static_cast<uint64_t>(w[k]) << 32) | w2[k]);
-                             });
+        for_each_draw<1>(gen, o.numel(), [&](int64_t i0, int64_t c, const uint32_t* w) {
+          for (int64_t k = 0; k < c; ++k) put(i0 + k, w[k]);
+        });
       }
     });
   });

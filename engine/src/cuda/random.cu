@@ -1,7 +1,21 @@
-// CUDA kernels for the random fills. They follow THE COUNTER RULE and the mappings written
-// down in cpu/random_cpu.cpp word for word, so CPU and CUDA draw the same numbers from the
-// same (seed, offset): one thread per block of 4 elements, element i from word i % 4 of
-// Philox(seed, offset + i/4, stream 0), and stream 1 where a second word is needed.
+// CUDA kernels for the random fills, counter-based so results do not depend on the launch
+// geometry. Each call reserves ceil(n/4) Philox blocks from the device's generator.
+//
+// THE COUNTER RULE:
+//   W(i)  = Philox::draw(seed, offset + i/4, 0)[i % 4]   — element i's primary 32-bit word
+//   W2(i) = Philox::draw(seed, offset + i/4, 1)[i % 4]   — its second word, where one is needed
+// The second stream (counter_hi = 1) lies outside every block the generator hands out.
+//
+// Mappings (u24, u53 are uniforms in [0, 1), random.h):
+//   uniform:   float32/16/bf16: from + u24(W(i)) · (to − from), in float; float64: from +
+//              u53(W(i), W2(i)) · (to − from), in double; a value rounded up to `to`
+//              becomes `from`.
+//   normal:    Box–Muller within one block: elements 4k+0 and 4k+1 pair up on words (0, 1),
+//              4k+2 and 4k+3 on words (2, 3); r = sqrt(−2 ln(1 − u1)), θ = 2π·u2, the even
+//              element r·cos θ, the odd r·sin θ, then mean + std·z.
+//   bernoulli: out = u24(W(i)) < p.
+//   random_int: range = high − low ≤ 2^32: low + W(i) mod range; otherwise
+//              low + ((W(i) << 32) | W2(i)) mod range.
 #include <smp/engine/random.h>
 
 #include "cuda/loops.cuh"
@@ -111,7 +125,8 @@ void generate(const Tensor& out, Gen gen) {
   SMP_KERNEL(copy, out.device())(out, tmp);
 }
 
-void uniform_cuda(const Tensor& out, double from, double to, uint64_t seed, uint64_t offset) {
+void uniform_cuda(const Tensor& out, double from, double to, Generator& gen) {
+  const auto [seed, offset] = gen.reserve((static_cast<uint64_t>(out.numel()) + 3) / 4);
   Params prm{from, to, 0, 0};
   generate(out, [&](const Tensor& o) {
     if (o.dtype() == kFloat64) return launch<double, Dist::Uniform, true>(o, seed, offset, prm);
@@ -121,7 +136,8 @@ void uniform_cuda(const Tensor& out, double from, double to, uint64_t seed, uint
   });
 }
 
-void normal_cuda(const Tensor& out, double mean, double std, uint64_t seed, uint64_t offset) {
+void normal_cuda(const Tensor& out, double mean, double std, Generator& gen) {
+  const auto [seed, offset] = gen.reserve((static_cast<uint64_t>(out.numel()) + 3) / 4);
   Params prm{mean, std, 0, 0};
   generate(out, [&](const Tensor& o) {
     if (o.dtype() == kFloat64) return launch<double, Dist::Normal, true>(o, seed, offset, prm);
@@ -130,7 +146,8 @@ void normal_cuda(const Tensor& out, double mean, double std, uint64_t seed, uint
   });
 }
 
-void bernoulli_cuda(const Tensor& out, double p, uint64_t seed, uint64_t offset) {
+void bernoulli_cuda(const Tensor& out, double p, Generator& gen) {
+  const auto [seed, offset] = gen.reserve((static_cast<uint64_t>(out.numel()) + 3) / 4);
   Params prm{p, 0, 0, 0};
   generate(out, [&](const Tensor& o) {
     SMP_DISPATCH_ALL(o.dtype(), "bernoulli_",
@@ -138,7 +155,8 @@ void bernoulli_cuda(const Tensor& out, double p, uint64_t seed, uint64_t offset)
   });
 }
 
-void random_int_cuda(const Tensor& out, int64_t low, int64_t high, uint64_t seed, uint64_t offset) {
+void random_int_cuda(const Tensor& out, int64_t low, int64_t high, Generator& gen) {
+  const auto [seed, offset] = gen.reserve((static_cast<uint64_t>(out.numel()) + 3) / 4);
   Params prm{0, 0, low, static_cast<uint64_t>(high) - static_cast<uint64_t>(low)};
   SMP_CHECK(prm.range > 0, "random_int: expected low < high, got low {} and high {}", low, high);
   bool wide = prm.range > (uint64_t{1} << 32);

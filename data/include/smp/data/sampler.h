@@ -28,7 +28,8 @@ class SequentialSampler : public Sampler {
 };
 
 /// A permutation of 0..n-1 equal to smp::randperm(n) after smp::manual_seed(seed + epoch),
-/// drawn from a private generator (the global one is left untouched).
+/// drawn from a private generator (the global one is left untouched); the same as
+/// torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).
 class RandomSampler : public Sampler {
  public:
   explicit RandomSampler(size_t n, uint64_t seed = 0) : n_(n), seed_(seed) {}
@@ -40,8 +41,16 @@ class RandomSampler : public Sampler {
   uint64_t seed_;
 };
 
-/// The permutation RandomSampler uses: Fisher-Yates driven by Philox keyed by `seed`.
+/// torch.randperm(n) from a fresh CPU generator seeded with `seed` (RandomSampler and
+/// DistributedSampler use seed + epoch, as torch's DistributedSampler does).
 std::vector<size_t> permutation(size_t n, uint64_t seed);
+
+/// What iterating a torch.utils.data.DataLoader draws from the default generator at the start
+/// of an epoch: one int64 (the iterator's base seed, for worker processes), and, with
+/// shuffle=True and no sampler generator, a second that seeds RandomSampler's private
+/// generator. Returns that epoch's order (0..n-1 without shuffle). A program that calls it
+/// where a PyTorch program starts iterating a loader draws the same numbers from the same seed.
+std::vector<size_t> torch_dataloader_epoch(size_t n, bool shuffle);
 
 /// torch.utils.data.DistributedSampler: the (shuffled with seed + epoch) index list is padded
 /// to a multiple of num_replicas by repeating it from the start (or cut, with drop_last),

@@ -1,5 +1,12 @@
-// Seeded random generators, one per device, counter-based so results do not depend on
-// the number of threads and CPU and CUDA draw the same numbers from the same seed.
+// Seeded random generators, one per device.
+//
+// The CPU generator is PyTorch's: the Mersenne Twister mt19937 seeded with the seed's low
+// 32 bits, read and mapped to distributions exactly as PyTorch 1.13's CPU kernels do
+// (engine/src/cpu/random_cpu.cpp states the mappings). So `smp::manual_seed(s)` followed
+// by the same sequence of draws gives the numbers `torch.manual_seed(s)` gives: a model
+// built here from a seed starts from the weights PyTorch would build, and dropout masks
+// and shuffles follow along. CUDA generators are counter-based (Philox4x32-10), as
+// PyTorch's are, so CUDA results do not depend on the launch geometry.
 #pragma once
 
 #include <smp/engine/device.h>
@@ -7,39 +14,76 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
 
 namespace smp {
 
-/// Philox4x32-10 state: a seed and an offset counting 128-bit blocks already used.
+/// PyTorch's default seed (torch.initial_seed() of a fresh process).
+inline constexpr uint64_t kDefaultSeed = 67280421310721ULL;
+
+/// A device's random state: mt19937 for the CPU, Philox (seed, offset) elsewhere.
 class Generator {
  public:
-  explicit Generator(uint64_t seed = 67280421310721ULL) : seed_(seed) {}
-  void manual_seed(uint64_t seed) {
-    std::lock_guard<std::mutex> g(mu_);
-    seed_ = seed;
-    offset_ = 0;
-  }
+  enum class Kind { kMT19937, kPhilox };
+
+  explicit Generator(Kind kind, uint64_t seed = kDefaultSeed);
+  Generator(const Generator&) = delete;
+  Generator& operator=(const Generator&) = delete;
+
+  Kind kind() const { return kind_; }
+  /// Restarts the stream from `seed` (also drops a cached normal sample, as torch does).
+  void manual_seed(uint64_t seed);
   uint64_t seed() const { return seed_; }
+
+  /// Philox: reserves `blocks` 128-bit blocks; returns (seed, first block) for a kernel.
+  std::pair<uint64_t, uint64_t> reserve(uint64_t blocks);
+  /// Philox: blocks used so far.
   uint64_t offset() const { return offset_; }
-  void set_offset(uint64_t o) { offset_ = o; }
-  /// Reserves `blocks` 128-bit blocks; returns (seed, first block) for a kernel to use.
-  std::pair<uint64_t, uint64_t> reserve(uint64_t blocks) {
-    std::lock_guard<std::mutex> g(mu_);
-    uint64_t first = offset_;
-    offset_ += blocks;
-    return {seed_, first};
+
+  // ---- mt19937; every call below needs mutex() held -----------------------------------
+  std::mutex& mutex() { return mu_; }
+  /// The next 32-bit output (torch's generator->random()).
+  uint32_t random() {
+    if (index_ == kStateWords) twist();
+    return temper(state_[index_++]);
   }
+  /// Two outputs, the first in the high half (torch's generator->random64()).
+  uint64_t random64() {
+    uint64_t hi = random();
+    return (hi << 32) | random();
+  }
+  /// The next n outputs, in order (what n calls of random() would return).
+  void fill(uint32_t* out, int64_t n);
+  /// The normal sample that torch's scalar Box–Muller keeps for its next call.
+  std::optional<double>& cached_normal() { return next_normal_; }
 
  private:
+  static constexpr int kStateWords = 624;
+  static uint32_t temper(uint32_t y) {
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+  }
+  void twist();
+
+  Kind kind_;
   std::mutex mu_;
   uint64_t seed_;
   uint64_t offset_ = 0;
+  uint32_t state_[kStateWords];
+  int index_ = kStateWords;
+  std::optional<double> next_normal_;
 };
 
 /// The default generator of a device (all CUDA devices have their own).
 Generator& default_generator(Device d);
 /// Seeds every device's default generator (torch::manual_seed).
 void manual_seed(uint64_t seed);
+/// The values of torch.randperm(n, generator=gen) for a CPU generator, without a tensor.
+std::vector<int64_t> randperm_values(int64_t n, Generator& gen);
 
 /// Philox4x32-10: 4 random 32-bit words from a 64-bit key and a 128-bit counter.
 struct Philox {

@@ -169,6 +169,11 @@ class Tensor {
   Tensor& uniform_(double from = 0.0, double to = 1.0);
   Tensor& normal_(double mean = 0.0, double std = 1.0);
   Tensor& bernoulli_(double p = 0.5);
+  /// Integers uniform in [from, to) (torch's random_(from, to)).
+  Tensor& random_(int64_t from, int64_t to);
+  /// Integers uniform over [0, 2^mantissa] for a floating dtype, [0, max] for an integer one
+  /// (torch's random_()).
+  Tensor& random_();
 
   // ---- elementwise --------------------------------------------------------------
   Tensor add(const Tensor& other, const Scalar& alpha = 1) const;
@@ -309,7 +314,11 @@ Tensor randn(const Shape& shape, const TensorOptions& o = {});
 /// Integers uniform in [low, high), int64 by default.
 Tensor randint(int64_t low, int64_t high, const Shape& shape, const TensorOptions& o = {});
 Tensor randint(int64_t high, const Shape& shape, const TensorOptions& o = {});
+/// A permutation of 0..n-1 from the default generator of the target device.
 Tensor randperm(int64_t n, const TensorOptions& o = {});
+class Generator;
+/// A permutation of 0..n-1 drawn from `gen`, a CPU generator (torch.randperm(n, generator=gen)).
+Tensor randperm(int64_t n, Generator& gen, const TensorOptions& o = {});
 Tensor empty_like(const Tensor& t, const TensorOptions& o = {});
 Tensor zeros_like(const Tensor& t, const TensorOptions& o = {});
 Tensor ones_like(const Tensor& t, const TensorOptions& o = {});

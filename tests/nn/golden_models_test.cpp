@@ -148,6 +148,16 @@ TEST(GoldenModels, MnistNetOutputLossAndGradients) {
   }
 }
 
+// torchvision's initialisation from a seed: Linear/Conv defaults, then kaiming_normal_ over
+// the convs in module order. Conv weights agree to float32 rounding only (torch vectorises
+// the normal transform's log/sin/cos), the rest exactly.
+TEST(GoldenModels, ResNet18FromASeedHasTorchvisionsInitialWeights) {
+  const auto& g = golden("nn_resnet18");
+  manual_seed(0);
+  ResNet18 model(10, 3);
+  for (auto& [name, p] : model.named_parameters()) expect_summary(g, "init." + name, p, 1e-6, 0);
+}
+
 TEST(GoldenModels, ResNet18ForwardAndSgdStep) {
   const auto& g = golden("nn_resnet18");
   ResNet18 model(10, 3);

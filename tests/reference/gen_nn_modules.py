@@ -125,6 +125,11 @@ def gen_mnist():
 def gen_resnet18():
     seeded(0)
     model = torchvision.models.resnet18(num_classes=10)
+    # torchvision's initialisation from torch.manual_seed(0), before fill_model overwrites it:
+    # smp::nn::ResNet18 built after smp::manual_seed(0) must hold the same weights.
+    init = {}
+    for name, p in model.named_parameters():
+        put_summary(init, "init." + name, p.detach())
     fill_model(model)
     x = torch.randn(2, 3, 64, 64)
     y = torch.tensor([3, 7])
@@ -149,6 +154,7 @@ def gen_resnet18():
     model.eval()
     with torch.no_grad():
         g["eval_output_after"] = model(x)
+    g.update(init)
     save("nn_resnet18", g)
 
 

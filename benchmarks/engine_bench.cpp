@@ -1,6 +1,7 @@
 // Engine micro-benchmarks: GEMM throughput beside OpenBLAS's own sgemm on the same
-// buffers, and conv2d forward+backward for the MNIST CNN's second layer.
-//   build/bin/engine_bench [--threads N] [--reps R]
+// buffers, conv2d forward+backward for the MNIST CNN's second layer, and the CPU random
+// fills (benchmarks/torch_random_bench.py times the same calls in PyTorch).
+//   build/bin/engine_bench [--threads N] [--reps R] [--conv-only|--gemm-only|--random-only]
 #include <cblas.h>
 #include <smp/smp.h>
 
@@ -97,22 +98,39 @@ void bench_conv(int reps) {
       reps, fwd * 1e3, both * 1e3);
 }
 
+// The CPU generator is sequential (torch's mt19937), so these run on one thread whatever
+// --threads says; the sizes are the MNIST CNN's dropout inputs and a 1M-element fill.
+void bench_random(int reps) {
+  smp::Tensor act = smp::randn({64, 64, 12, 12}), hidden = smp::randn({64, 128});
+  smp::Tensor big = smp::empty({1 << 20});
+  auto ms = [&](const std::function<void()>& f) { return median_seconds(reps, f) * 1e3; };
+  std::printf(
+      "random (median of %d, ms): dropout 64x64x12x12 p=0.25 %.3f, dropout 64x128 "
+      "p=0.5 %.3f, uniform_ 1M %.3f, normal_ 1M %.3f, bernoulli_ 1M %.3f\n",
+      reps, ms([&] { smp::dropout(act, 0.25, true); }),
+      ms([&] { smp::dropout(hidden, 0.5, true); }), ms([&] { big.uniform_(); }),
+      ms([&] { big.normal_(); }), ms([&] { big.bernoulli_(0.5); }));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = 0, reps = 10;
-  bool gemm = true, conv = true;
+  bool gemm = true, conv = true, random = true;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc)
       reps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--conv-only"))
-      gemm = false;
+      gemm = random = false;
     else if (!std::strcmp(argv[i], "--gemm-only"))
-      conv = false;
+      conv = random = false;
+    else if (!std::strcmp(argv[i], "--random-only"))
+      gemm = conv = false;
     else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--reps R] [--conv-only|--gemm-only]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--threads N] [--reps R] [--conv-only|--gemm-only|--random-only]\n",
                    argv[0]);
       return 2;
     }
@@ -121,5 +139,6 @@ int main(int argc, char** argv) {
   std::printf("threads: %d\n", smp::get_num_threads());
   if (gemm) bench_gemm(reps);
   if (conv) bench_conv(reps);
+  if (random) bench_random(reps);
   return 0;
 }

@@ -96,6 +96,20 @@ TEST(Random, DrawsWhatTorchsCpuGeneratorDraws) {
   EXPECT_ALLCLOSE(empty({1037}).normal_(0.3, 1.7), g.at("normal_f32"), 1e-6, 1e-6);
 }
 
+// The Box–Muller transform runs on the pool; the values must not depend on the split.
+TEST(Random, NormalIndependentOfThreadCount) {
+  const int before = get_num_threads();
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    manual_seed(5);
+    runs.push_back(randn({100003}).to_vector<float>());
+  }
+  set_num_threads(before);
+  EXPECT_EQ(runs[0], runs[1]);
+  EXPECT_EQ(runs[0], runs[2]);
+}
+
 // As torch's TensorIterator: a transposed view takes the words in memory order.
 TEST(Random, StridedFillFollowsMemoryOrder) {
   manual_seed(9);

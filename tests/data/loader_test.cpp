@@ -379,18 +379,26 @@ TEST(DataLoader, CollateChecksShapes) {
 }
 
 TEST(Sampler, DistributedMatchesPyTorchGolden) {
-  // every rank of torch.utils.data.DistributedSampler(shuffle=False) from gen_data.py
+  // every rank of torch.utils.data.DistributedSampler from gen_data.py, without and with shuffle
   auto& g = smp::test::data_golden();
   size_t cases = 0;
   for (auto& [key, t] : g) {
-    if (key.rfind("dist.", 0) != 0) continue;
     size_t n, R, drop, r;
-    ASSERT_EQ(std::sscanf(key.c_str(), "dist.%zu.%zu.%zu.%zu", &n, &R, &drop, &r), 4) << key;
-    DistributedSampler s(n, R, r, /*shuffle=*/false, 0, drop != 0);
+    bool shuffled = false;
+    if (key.rfind("dist.", 0) == 0) {
+      ASSERT_EQ(std::sscanf(key.c_str(), "dist.%zu.%zu.%zu.%zu", &n, &R, &drop, &r), 4) << key;
+    } else if (key.rfind("dist_shuffled.", 0) == 0) {
+      ASSERT_EQ(std::sscanf(key.c_str(), "dist_shuffled.%zu.%zu.%zu.%zu", &n, &R, &drop, &r), 4)
+          << key;
+      shuffled = true;  // seed 7, epoch 2: torch's randperm from a generator seeded with 9
+    } else {
+      continue;
+    }
+    DistributedSampler s(n, R, r, shuffled, 7, drop != 0);
     auto want = t.to_vector<int64_t>();
-    EXPECT_EQ(s.indices(0), Idx(want.begin(), want.end())) << key;
+    EXPECT_EQ(s.indices(shuffled ? 2 : 0), Idx(want.begin(), want.end())) << key;
     EXPECT_EQ(s.size(), want.size()) << key;
     ++cases;
   }
-  EXPECT_GE(cases, 20u);
+  EXPECT_GE(cases, 40u);
 }

@@ -74,13 +74,19 @@ DIST_CASES = [(10, 3, False), (10, 3, True), (2, 5, False), (8, 4, False), (23, 
 
 
 def distributed_sampler():
-    """torch.utils.data.DistributedSampler without shuffle: every rank's indices."""
+    """torch.utils.data.DistributedSampler, without and with shuffle: every rank's indices."""
     from torch.utils.data import DistributedSampler
     out = {}
     for n, R, drop_last in DIST_CASES:
         for r in range(R):
             s = DistributedSampler(range(n), num_replicas=R, rank=r, shuffle=False, drop_last=drop_last)
             out[f"dist.{n}.{R}.{int(drop_last)}.{r}"] = torch.tensor(list(iter(s)), dtype=torch.int64)
+            # With shuffle: torch.randperm(n) from a generator seeded with seed + epoch.
+            s = DistributedSampler(range(n), num_replicas=R, rank=r, shuffle=True, seed=7,
+                                   drop_last=drop_last)
+            s.set_epoch(2)
+            out[f"dist_shuffled.{n}.{R}.{int(drop_last)}.{r}"] = torch.tensor(list(iter(s)),
+                                                                             dtype=torch.int64)
     return out
 
 

@@ -69,6 +69,15 @@ constexpr int mantissa_bits() {
     return 24;
 }
 
+// torch's uniform in [0, 1) for a float32/16/bf16 fill: the word's low d bits · 2^−d, d being
+// the dtype's mantissa width (24, 11 or 8), computed in float.
+template <class T>
+inline float unit_uniform(uint32_t w) {
+  constexpr int kBits = mantissa_bits<T>();
+  constexpr uint32_t kMask = (uint32_t{1} << kBits) - 1;
+  return static_cast<float>(w & kMask) * (1.0f / static_cast<float>(uint32_t{1} << kBits));
+}
+
 template <class T>
 inline T from_int(int64_t v) {
   if constexpr (std::is_same_v<T, bool>)
@@ -84,11 +93,7 @@ inline T from_int(int64_t v) {
 template <class Fn>
 void in_memory_order(const Tensor& out, Fn gen_fn) {
   if (out.is_contiguous()) return gen_fn(out);
-  std::vector<int64_t> perm(static_cast<size_t>(out.dim()));
-  std::iota(perm.begin(), perm.end(), int64_t{0});
-  std::stable_sort(perm.begin(), perm.end(),
-                   [&](int64_t a, int64_t b) { return out.stride(a) > out.stride(b); });
-  Tensor view = out.permute(perm);
+  Tensor view = out.permute(ops::dims_in_memory_order(out));
   if (view.is_contiguous()) return gen_fn(view);
   Tensor tmp = ops::empty_out(view.sizes(), view.dtype(), view.device());
   gen_fn(tmp);
@@ -108,9 +113,6 @@ void uniform_cpu(const Tensor& out, double from, double to, Generator& gen) {
       return;
     }
     SMP_DISPATCH_FLOATING_AND_HALF(o.dtype(), "uniform_", [&] {
-      constexpr int kBits = mantissa_bits<scalar_t>();
-      constexpr uint32_t kMask = (uint32_t{1} << kBits) - 1;
-      constexpr float kScale = 1.0f / static_cast<float>(uint32_t{1} << kBits);
       // Bounds and their difference round to the dtype first, as torch's arithmetic does.
       const float a = static_cast<float>(static_cast<scalar_t>(from));
       const float range = static_cast<float>(
@@ -118,8 +120,7 @@ void uniform_cpu(const Tensor& out, double from, double to, Generator& gen) {
       scalar_t* p = o.data_ptr<scalar_t>();
       for_each_draw<1>(gen, n, [&](int64_t i0, int64_t c, const uint32_t* w) {
         for (int64_t k = 0; k < c; ++k)
-          p[i0 + k] =
-              static_cast<scalar_t>(std::fma(static_cast<float>(w[k] & kMask) * kScale, range, a));
+          p[i0 + k] = static_cast<scalar_t>(std::fma(unit_uniform<scalar_t>(w[k]), range, a));
       });
     });
   });
@@ -212,12 +213,8 @@ void normal_cpu(const Tensor& out, double mean, double std, Generator& gen) {
         for (int64_t k = 0; k < c; ++k) p[i0 + k] = u53(word64(w + 2 * k));
       });
     } else {
-      constexpr int kBits = mantissa_bits<T>();
-      constexpr uint32_t kMask = (uint32_t{1} << kBits) - 1;
-      constexpr float kScale = 1.0f / static_cast<float>(uint32_t{1} << kBits);
       for_each_draw<1>(gen, count, [&](int64_t i0, int64_t c, const uint32_t* w) {
-        for (int64_t k = 0; k < c; ++k)
-          p[i0 + k] = static_cast<T>(static_cast<float>(w[k] & kMask) * kScale);
+        for (int64_t k = 0; k < c; ++k) p[i0 + k] = static_cast<T>(unit_uniform<T>(w[k]));
       });
     }
   };

@@ -3,6 +3,7 @@
 #include <smp/engine/format.h>
 
 #include <algorithm>
+#include <numeric>
 
 namespace smp::ops {
 
@@ -197,6 +198,14 @@ Tensor sum_gradients(const Tensor& a, const Tensor& b) {
   if (a.is_meta() != b.is_meta()) return a.is_meta() ? b : a;
   if (a.is_meta() && a.sizes() == b.sizes() && a.dtype() == b.dtype()) return a;
   return a + b;
+}
+
+IntList dims_in_memory_order(const Tensor& t) {
+  IntList perm(static_cast<size_t>(t.dim()));
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  std::stable_sort(perm.begin(), perm.end(),
+                   [&](int64_t a, int64_t b) { return t.stride(a) > t.stride(b); });
+  return perm;
 }
 
 }  // namespace smp::ops

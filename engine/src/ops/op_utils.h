@@ -53,6 +53,9 @@ Tensor contiguous_nograd(const Tensor& t);
 void fill_(const Tensor& t, const Scalar& v);
 /// Copies through kernels, handling dtype and device changes (no autograd).
 void copy_into(const Tensor& dst, const Tensor& src);
+/// t's dims ordered outermost-first in memory (by decreasing stride, ties kept in order):
+/// t.permute(of them) walks t's elements in memory order, as torch's TensorIterator does.
+IntList dims_in_memory_order(const Tensor& t);
 /// Sum of two gradient contributions for one tensor. A meta contribution was computed on
 /// another rank, so with a real one the real one alone is this rank's sum.
 Tensor sum_gradients(const Tensor& a, const Tensor& b);

@@ -17,10 +17,7 @@ namespace {
 
 // An uninitialised CPU tensor with t's shape, dtype and memory order.
 Tensor scratch_like(const Tensor& t) {
-  std::vector<int64_t> perm(static_cast<size_t>(t.dim()));
-  std::iota(perm.begin(), perm.end(), int64_t{0});
-  std::stable_sort(perm.begin(), perm.end(),
-                   [&](int64_t a, int64_t b) { return t.stride(a) > t.stride(b); });
+  const IntList perm = ops::dims_in_memory_order(t);
   Shape sizes;
   for (int64_t d : perm) sizes.push_back(t.size(d));
   std::vector<int64_t> inverse(perm.size());

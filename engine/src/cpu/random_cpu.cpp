@@ -30,8 +30,6 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
-#include <numeric>
-#include <vector>
 
 #include "cpu/loops.h"
 #include "kernels.h"

@@ -218,6 +218,9 @@ TEST(Random, LikeFactoriesAndMeta) {
   EXPECT_TRUE(randperm(5, Device(kMeta)).is_meta());
   EXPECT_THROW(empty({2}, kInt64).uniform_(), Error);
   EXPECT_THROW(empty({2}).bernoulli_(1.5), Error);
+  EXPECT_THROW(empty({2}, kInt64).random_(3, 3), Error);
+  Generator philox(Generator::Kind::kPhilox, 1);
+  EXPECT_THROW(randperm(5, philox), Error);  // randperm(n, gen) takes a CPU generator
 }
 
 // CUDA's generator is counter-based: element i of a draw uses word i%4 of Philox block

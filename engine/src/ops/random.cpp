@@ -50,6 +50,13 @@ void draw_into(const Tensor& t, Draw draw) {
   }
 }
 
+// Integers uniform in [low, high), the range taken as the unsigned difference high − low.
+void fill_random_int(const Tensor& t, int64_t low, int64_t high) {
+  draw_into(t, [&](const Tensor& out, Generator& gen) {
+    SMP_KERNEL(random_int, out.device())(out, low, high, gen);
+  });
+}
+
 void check_inplace_random(const Tensor& t, const char* op) {
   ops::check_defined(t, op, "self");
   SMP_CHECK(!(GradMode::is_enabled() && t.is_leaf() && t.requires_grad()),
@@ -107,9 +114,7 @@ Tensor& Tensor::random_(int64_t from, int64_t to) {
   SMP_PLACE_OP("random_", *this);
   check_inplace_random(*this, "random_");
   SMP_CHECK(from < to, "random_: expected from < to, got from={} to={}", from, to);
-  draw_into(*this, [&](const Tensor& out, Generator& gen) {
-    SMP_KERNEL(random_int, out.device())(out, from, to, gen);
-  });
+  fill_random_int(*this, from, to);
   bump_version();
   return *this;
 }
@@ -117,8 +122,7 @@ Tensor& Tensor::random_(int64_t from, int64_t to) {
 Tensor& Tensor::random_() {
   SMP_PLACE_OP("random_", *this);
   check_inplace_random(*this, "random_");
-  // The kernels take the range as the unsigned difference high − low, so int64's 2^63 is
-  // passed as high = INT64_MIN (2^63 as unsigned) with low = 0.
+  // int64's range, 2^63, is passed as high = INT64_MIN (2^63 as unsigned) with low = 0.
   int64_t high = 0;
   switch (dtype()) {
     case kFloat64:
@@ -146,9 +150,7 @@ Tensor& Tensor::random_() {
       high = int64_t{1} << (8 * element_size() - (dtype() == kUInt8 ? 0 : 1));
       break;
   }
-  draw_into(*this, [&](const Tensor& out, Generator& gen) {
-    SMP_KERNEL(random_int, out.device())(out, 0, high, gen);
-  });
+  fill_random_int(*this, 0, high);
   bump_version();
   return *this;
 }
@@ -175,9 +177,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, const TensorOption
   SMP_CHECK(dt != kBool || (low >= 0 && high <= 2),
             "randint: range [{}, {}) does not fit dtype bool", low, high);
   Tensor t = empty(shape, o.dtype(dt).requires_grad(false));
-  draw_into(t, [&](const Tensor& out, Generator& gen) {
-    SMP_KERNEL(random_int, out.device())(out, low, high, gen);
-  });
+  fill_random_int(t, low, high);
   return t;
 }
 

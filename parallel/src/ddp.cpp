@@ -5,9 +5,8 @@
 #include <smp/parallel/runtime.h>
 #include <smp/parallel/trace.h>
 
-#include <chrono>
-
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <set>
 
@@ -215,6 +214,7 @@ DistributedModel::DistributedModel(std::shared_ptr<nn::Module> module,
   // With a pipeline the model splits at the first step; the reducer then covers only the
   // partition this rank holds.
   partitioned_ = pp_size() == 1;
+  if (dp_size() > 1 || pp_size() > 1) guard_plain_backward();
   if (dp_size() == 1) return;
   Communicator& dp = comm(CommGroup::DP_GROUP);
   broadcast_from_first(dp, module_->parameters());
@@ -228,6 +228,33 @@ void DistributedModel::make_reducer(const std::vector<std::pair<std::string, Ten
   reducer_->install_hooks(reducer_);
   std::lock_guard<std::mutex> lock(detail::g_registry_mu);
   detail::registry().insert(reducer_.get());
+}
+
+// loss.backward() in place of model.backward(loss) would leave each data-parallel replica
+// training on its own shard (no reduction) and would run a pipeline's backward outside its
+// schedule; both are silent with PyTorch's habits, so any gradient that reaches a parameter
+// while no backward() of this model runs is an error. Every rank runs the same code, so each
+// throws at the same place (a pipeline rank that holds no part of the graph sees a meta
+// gradient arrive at its parameters just the same).
+void DistributedModel::guard_plain_backward() {
+  std::weak_ptr<std::atomic<int>> depth = backward_depth_;
+  const std::string how =
+      pp_size() > 1 && dp_size() > 1
+          ? fmt::format("{} pipeline stages x {} data-parallel replicas", pp_size(), dp_size())
+      : pp_size() > 1 ? fmt::format("{} pipeline stages", pp_size())
+                      : fmt::format("{} data-parallel replicas", dp_size());
+  for (auto& [name, p] : module_->named_parameters()) {
+    if (!p.requires_grad()) continue;
+    p.register_post_accumulate_grad_hook([depth, name = name, how](Tensor&) {
+      auto d = depth.lock();
+      if (!d || d->load() > 0) return;
+      throw Error(fmt::format(
+          "parameter '{}' got a gradient from a backward outside DistributedModel::backward; "
+          "with {} call model.backward(loss), not loss.backward(), so that the pipeline "
+          "schedules it and gradients are averaged over the data-parallel group",
+          name, how));
+    });
+  }
 }
 
 DistributedModel::~DistributedModel() {
@@ -288,6 +315,11 @@ void DistributedModel::backward(const std::vector<Tensor>& tensors,
       }
     }
   }
+  struct Depth {  // backward() is running autograd: gradients reaching parameters are expected
+    std::atomic<int>& d;
+    explicit Depth(std::atomic<int>& x) : d(x) { ++d; }
+    ~Depth() { --d; }
+  } depth(*backward_depth_);
   if (!reducer_ || !last) {
     autograd::backward(tensors, g);
     return;

@@ -2,6 +2,7 @@
 // (no rank left waiting for a transfer that will never come).
 //
 //   pipeline_errors item|backward_twice|no_backward|not_divisible   (under mpirun, pp >= 2)
+//   pipeline_errors plain_backward   (pp >= 2 or dp >= 2: loss.backward() for model.backward)
 #include <smp/smp.h>
 
 #include <cstdio>
@@ -31,6 +32,13 @@ int main(int argc, char** argv) {
       auto s = smp::step([calls](smp::DistributedModel& m, smp::Tensor x, smp::Tensor y) {
         smp::Tensor loss = smp::cross_entropy(m(x), y);
         for (int i = 0; i < calls; ++i) m.backward(loss);
+        return loss;
+      });
+      s(model, x, y);
+    } else if (mode == "plain_backward") {
+      auto s = smp::step([](smp::DistributedModel& m, smp::Tensor x, smp::Tensor y) {
+        smp::Tensor loss = smp::cross_entropy(m(x), y);
+        loss.backward();  // PyTorch's habit; SMP needs m.backward(loss)
         return loss;
       });
       s(model, x, y);

@@ -6,6 +6,7 @@
 #include <smp/optim/optimizer.h>
 #include <smp/parallel/comm.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -127,10 +128,14 @@ class DistributedModel {
   };
 
   void make_reducer(const std::vector<std::pair<std::string, Tensor>>& params);
+  /// Makes a gradient that reaches a parameter outside backward() an error (see ddp.cpp).
+  void guard_plain_backward();
 
   std::shared_ptr<nn::Module> module_;
   DistributedModelOptions options_;
   std::shared_ptr<detail::GradReducer> reducer_;  // null when dp_size() == 1
+  /// Number of backward() calls running autograd now (a pipeline's tasks may overlap).
+  std::shared_ptr<std::atomic<int>> backward_depth_ = std::make_shared<std::atomic<int>>(0);
   StepState step_;
   bool partitioned_ = true;
   /// Partition of every module (pipeline), and of the modules that own parameters/buffers.

@@ -268,9 +268,13 @@ Communicator& comm(CommGroup g) {
   return *it->second;
 }
 
-void barrier(CommGroup g) { comm(g).barrier()->wait(); }
+void barrier(CommGroup g) {
+  detail::CallScope scope("smp::barrier");
+  comm(g).barrier()->wait();
+}
 
 std::string broadcast(const std::string& bytes, int root, CommGroup group) {
+  detail::CallScope scope("smp::broadcast");
   Communicator& c = comm(group);
   SMP_CHECK(root >= 0 && root < c.size(), "smp::broadcast: root {} is not a rank of {} (size {})",
             root, c.name(), c.size());
@@ -286,6 +290,7 @@ nlohmann::json broadcast(const nlohmann::json& value, int root, CommGroup group)
 }
 
 std::vector<std::string> allgather(const std::string& bytes, CommGroup group) {
+  detail::CallScope scope("smp::allgather");
   Communicator& c = comm(group);
   const int n = c.size();
   Tensor mine = full({1}, static_cast<double>(bytes.size()), kInt64);

@@ -13,6 +13,20 @@
 
 namespace smp::detail {
 
+/// Names the library call the calling thread is in (innermost wins) for the operations it
+/// posts, so that a stalled collective's message says which call it belongs to.
+class CallScope {
+ public:
+  explicit CallScope(std::string call);
+  ~CallScope();
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+  static const std::string& current();
+
+ private:
+  std::string previous_;
+};
+
 /// Serialises every MPI call made by libsmp's threads.
 std::mutex& mpi_mutex();
 

@@ -11,6 +11,7 @@
 #include <smp/engine/dtype.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <numeric>
@@ -473,6 +474,8 @@ class MpiCommunicator final : public Communicator {
     s->group = desc_;
     s->awaited = fmt::format("ranks {} to join{}{}", format_ranks(world_ranks_),
                              detail.empty() ? "" : "; ", detail);
+    s->seq = ++collectives_;
+    s->members = world_ranks_;
     return s;
   }
 
@@ -482,6 +485,7 @@ class MpiCommunicator final : public Communicator {
     s->group = desc_;
     s->awaited =
         fmt::format("peer rank {} (global), tag {}, {} bytes", world_ranks_[peer], tag, bytes);
+    s->peer = world_ranks_[peer];
     return s;
   }
 
@@ -496,6 +500,7 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   int tag_ub_ = 32767;
+  std::atomic<long> collectives_{0};  // posted so far; each one's OpState::seq
 };
 
 }  // namespace

@@ -27,6 +27,16 @@ struct OpState {
   /// Count and displacement arrays of "v" collectives, which MPI reads until completion.
   std::vector<std::vector<int>> arrays;
 
+  /// The library call that posted it ("smp::barrier", "DistributedModel::state_dict"), when
+  /// one named itself with a CallScope; "" otherwise.
+  std::string call;
+  /// Collectives: the position of this one among its group's collectives on this rank (from 1),
+  /// and the group's world ranks. Every rank must post the same op at the same position.
+  long seq = -1;
+  std::vector<int> members;
+  /// Point-to-point: the peer's world rank.
+  int peer = -1;
+
   enum class Status { Pending, Done, Failed };
   Status status = Status::Pending;
   std::string error;

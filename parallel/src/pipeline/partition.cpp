@@ -8,6 +8,7 @@
 #include <limits>
 #include <set>
 
+#include "comm/backend.h"
 #include "pipeline/pipeline.h"
 
 namespace smp {
@@ -320,6 +321,7 @@ nn::StateDict DistributedModel::local_state_dict() const {
 nn::StateDict DistributedModel::state_dict() const {
   nn::StateDict sd = module_->state_dict();
   if (tensor_partition_.empty()) return sd;
+  detail::CallScope scope("DistributedModel::state_dict");
   Communicator& pp = comm(CommGroup::PP_GROUP);
   const int mine = pp_rank();
   // Every rank walks the keys in the same (sorted) order, so the broadcasts pair up.

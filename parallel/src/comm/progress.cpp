@@ -184,7 +184,8 @@ double stall_check_seconds() {
   return v;
 }
 
-std::optional<std::string> diagnose_stall(const OpState& op, bool mismatch_only = false);
+std::optional<std::string> diagnose_stall(const OpState& op, bool mismatch_only = false,
+                                          std::vector<int>* silent = nullptr);
 
 class MpiWork final : public Work {
  public:
@@ -222,6 +223,7 @@ class MpiWork final : public Work {
       }
     } leave{e, op_.get()};
     const double stall = stall_check_seconds();
+    std::vector<int> silent;  // ranks that did not answer the last status query
     auto next_check = stall > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                                      std::chrono::duration<double>(stall))
                                 : Clock::time_point::max();
@@ -244,13 +246,17 @@ class MpiWork final : public Work {
       if (e.stopped) throw CommError(stopped_message(*op_));
       const auto now = Clock::now();
       if (now >= deadline)
-        throw CommError(
-            fmt::format("smp: {}{} on {} timed out after {:g} s (rank {} waited for {})",
-                        op_->call.empty() ? "" : op_->call + ": ", op_->op, op_->group, timeout,
-                        e.world_rank, op_->awaited));
+        throw CommError(fmt::format(
+            "smp: {}{} on {} timed out after {:g} s (rank {} waited for {}){}",
+            op_->call.empty() ? "" : op_->call + ": ", op_->op, op_->group, timeout, e.world_rank,
+            op_->awaited,
+            silent.empty() ? ""
+                           : fmt::format("; ranks {} did not answer the status query (stopped, "
+                                         "or hung outside libsmp?)",
+                                         format_ranks(silent))));
       if (now >= next_check) {
         lk.unlock();
-        std::optional<std::string> proof = diagnose_stall(*op_);
+        std::optional<std::string> proof = diagnose_stall(*op_, false, &silent);
         lk.lock();
         if (proof && op_->status == OpState::Status::Pending) throw CommError(*proof);
         next_check = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -403,7 +409,8 @@ std::string describe(const json& w) {
   return s + fmt::format(" for {:.1f} s", w["for"].get<double>());
 }
 
-std::optional<std::string> diagnose_stall(const OpState& op, bool mismatch_only) try {
+std::optional<std::string> diagnose_stall(const OpState& op, bool mismatch_only,
+                                          std::vector<int>* silent) try {
   Engine& e = eng();
   std::vector<json> st = collect_statuses(e, 2.0);
   std::set<int> left;
@@ -413,6 +420,11 @@ std::optional<std::string> diagnose_stall(const OpState& op, bool mismatch_only)
   }
   const int n = e.world_size;
   auto answered = [&](int r) { return st[static_cast<size_t>(r)].is_object(); };
+  if (silent) {
+    silent->clear();
+    for (int r = 0; r < n; ++r)
+      if (!answered(r) && !left.count(r)) silent->push_back(r);
+  }
   const std::string head =
       fmt::format("smp: {}{} on {}{} cannot complete", op.call.empty() ? "" : op.call + ": ", op.op,
                   op.group, op.seq > 0 ? fmt::format(" (collective #{})", op.seq) : "");

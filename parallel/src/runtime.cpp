@@ -124,6 +124,10 @@ void start(Config cfg) {
     trace::enable(cfg.trace_dir, r.rank, r.size);
   else
     trace::enable_from_env(r.rank, r.size);
+  const char* trace_env = std::getenv("SMP_TRACE");
+  detail::set_flight_dir(!cfg.trace_dir.empty()    ? cfg.trace_dir
+                         : trace_env && *trace_env ? std::string(trace_env)
+                                                   : std::string());
 
   MPI_Comm node = MPI_COMM_NULL;
   check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r.rank, MPI_INFO_NULL, &node),

@@ -2,12 +2,15 @@
 # Starts a job, sends SIGNAL to one rank once it trains, and checks that the whole job ends
 # within LIMIT seconds with output matching REGEX.
 #   fault.sh SIGNAL RANK LIMIT REGEX COMMAND...   (COMMAND gets a scratch directory appended)
+# With FLIGHT=<smp-flight> and FLIGHT_REGEX=<regex> the ranks' flight records are read with
+# smp-flight too, and its report must match.
 set -uo pipefail
 sig=$1 rank=$2 limit=$3 regex=$4
 shift 4
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-"$@" "$dir" >"$dir/out" 2>&1 &
+# In the scratch directory, where the ranks write their flight records.
+(cd "$dir" && exec "$@" "$dir") >"$dir/out" 2>&1 &
 job=$!
 for _ in $(seq 300); do [[ -s $dir/pid.$rank ]] && break; sleep 0.1; done
 if [[ ! -s $dir/pid.$rank ]]; then
@@ -35,4 +38,9 @@ rc=$?
 echo "fault.sh: the job ended ${took} s after SIG$sig to rank $rank, exit status $rc"
 (( rc != 0 )) || { echo "fault.sh: expected a non-zero exit status"; exit 1; }
 grep -Eq "$regex" "$dir/out" || { echo "fault.sh: output does not match '$regex'"; exit 1; }
+if [[ -n ${FLIGHT:-} ]]; then
+  report=$("$FLIGHT" "$dir" 2>&1)
+  echo "$report"
+  grep -Eq "$FLIGHT_REGEX" <<<"$report" || { echo "fault.sh: smp-flight's report does not match"; exit 1; }
+fi
 echo "fault.sh: ok"

@@ -27,6 +27,14 @@ class CallScope {
   std::string previous_;
 };
 
+/// Where flight records go (SMP_TRACE's or trace_dir's directory; "" = the working
+/// directory). Set by init().
+void set_flight_dir(const std::string& dir);
+/// Writes this rank's flight record — its last 256 operations — to
+/// <dir>/smp_flight.<rank>.json, once per process; `why` says what went wrong. Returns the
+/// path, or "" when it was written before or could not be written.
+std::string write_flight_record(const std::string& why);
+
 /// Serialises every MPI call made by libsmp's threads.
 std::mutex& mpi_mutex();
 

@@ -228,6 +228,7 @@ class MpiCommunicator final : public Communicator {
     const int n = to_int(c, static_cast<size_t>(t.numel()), "the element count");
     auto s = collective("allreduce",
                         fmt::format("{} {} elements, {}", n, dtype_name(t.dtype()), to_string(op)));
+    s->bytes = static_cast<long long>(t.nbytes());
     const bool widened = is_half(t.dtype());
     Tensor buf = t;
     if (widened) {
@@ -256,6 +257,7 @@ class MpiCommunicator final : public Communicator {
     check_root(c, root, size_, "root");
     const int n = to_int(c, t.nbytes(), "the tensor's size");
     auto s = collective("broadcast", fmt::format("root {}, {} bytes", world_ranks_[root], n));
+    s->bytes = n;
     s->keep = {t};
     char* p = raw_ptr(t);
     return post(s,
@@ -276,6 +278,7 @@ class MpiCommunicator final : public Communicator {
     const int send_n = to_int(c, input.nbytes(), "the input's size");
 
     auto s = collective("allgather", fmt::format("{} bytes from this rank", send_n));
+    s->bytes = send_n;
     std::optional<Layout> direct = direct_layout(c, outputs, false);
     Layout recv = direct ? std::move(*direct) : staged_layout(c, outputs, "the gathered size");
     Tensor send = input;
@@ -486,6 +489,7 @@ class MpiCommunicator final : public Communicator {
     s->awaited =
         fmt::format("peer rank {} (global), tag {}, {} bytes", world_ranks_[peer], tag, bytes);
     s->peer = world_ranks_[peer];
+    s->bytes = bytes;
     return s;
   }
 

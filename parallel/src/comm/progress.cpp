@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -111,6 +112,7 @@ constexpr int kStatusLeft = 1;       // kind: I have left main
 constexpr int kReplyTagBase = 8000;  // + query id % 1000: the status itself
 constexpr int kReplyBytes = 1 << 16;
 constexpr int kRecentPerGroup = 16;
+constexpr size_t kFlightOps = 256;
 
 struct Engine {
   // Guards started/stopping/incoming; the progress thread sleeps on `wake`.
@@ -144,7 +146,11 @@ struct Engine {
   std::map<std::string, long> posted_count;          // group → collectives posted
   std::map<std::string, std::deque<Posted>> recent;  // group → the last few collectives
   std::vector<std::pair<std::shared_ptr<OpState>, Clock::time_point>> waiting;
-  std::set<int> left;  // world ranks that have announced smp::finalize
+  std::set<int> left;                           // world ranks that have announced smp::finalize
+  std::deque<std::shared_ptr<OpState>> flight;  // the last kFlightOps posted (flight record)
+  std::string flight_dir;
+  bool flight_written = false;
+  std::set<int> silent;  // ranks that did not answer this rank's last status query
 
   MPI_Comm status_comm = MPI_COMM_NULL;
   MPI_Request status_req = MPI_REQUEST_NULL;  // owned by the progress thread while it runs
@@ -245,6 +251,11 @@ class MpiWork final : public Work {
                             fmt::format("rank {} failed: {}", e.failure->first, e.failure->second));
       if (e.stopped) throw CommError(stopped_message(*op_));
       const auto now = Clock::now();
+      if (now >= deadline) {
+        lk.unlock();
+        write_flight_record(fmt::format("{} on {} timed out", op_->op, op_->group));
+        lk.lock();
+      }
       if (now >= deadline)
         throw CommError(fmt::format(
             "smp: {}{} on {} timed out after {:g} s (rank {} waited for {}){}",
@@ -258,7 +269,12 @@ class MpiWork final : public Work {
         lk.unlock();
         std::optional<std::string> proof = diagnose_stall(*op_, false, &silent);
         lk.lock();
-        if (proof && op_->status == OpState::Status::Pending) throw CommError(*proof);
+        if (proof && op_->status == OpState::Status::Pending) {
+          lk.unlock();
+          write_flight_record(*proof);
+          lk.lock();
+          throw CommError(*proof);
+        }
         next_check = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>(stall));
       }
@@ -286,6 +302,7 @@ void record_failure(Engine& e, int source, std::string msg,
     }
   }
   e.done.notify_all();
+  write_flight_record(fmt::format("rank {} failed", source));
 }
 
 // --- status channel -------------------------------------------------------------------------
@@ -420,10 +437,13 @@ std::optional<std::string> diagnose_stall(const OpState& op, bool mismatch_only,
   }
   const int n = e.world_size;
   auto answered = [&](int r) { return st[static_cast<size_t>(r)].is_object(); };
-  if (silent) {
-    silent->clear();
+  {
+    std::vector<int> quiet;
     for (int r = 0; r < n; ++r)
-      if (!answered(r) && !left.count(r)) silent->push_back(r);
+      if (!answered(r) && !left.count(r)) quiet.push_back(r);
+    std::lock_guard<std::mutex> lk(e.state_mu);
+    e.silent = std::set<int>(quiet.begin(), quiet.end());
+    if (silent) *silent = quiet;
   }
   const std::string head =
       fmt::format("smp: {}{} on {}{} cannot complete", op.call.empty() ? "" : op.call + ": ", op.op,
@@ -543,6 +563,7 @@ void complete(Engine& e, OpState& op, int mpi_error, const MPI_Status& st) {
     if (op.status == OpState::Status::Pending) {
       op.status = err.empty() ? OpState::Status::Done : OpState::Status::Failed;
       op.error = std::move(err);
+      op.ended = Clock::now();
     }
   }
 }
@@ -734,6 +755,60 @@ std::string format_ranks(const std::vector<int>& ranks) {
 
 int global_rank() { return eng().world_rank; }
 
+void set_flight_dir(const std::string& dir) {
+  Engine& e = eng();
+  std::lock_guard<std::mutex> lk(e.state_mu);
+  e.flight_dir = dir;
+}
+
+std::string write_flight_record(const std::string& why) try {
+  Engine& e = eng();
+  json j;
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lk(e.state_mu);
+    if (e.flight_written) return "";
+    e.flight_written = true;
+    path = (e.flight_dir.empty() ? std::string(".") : e.flight_dir) +
+           fmt::format("/smp_flight.{}.json", e.world_rank);
+    const auto now = Clock::now();
+    auto ago = [&](Clock::time_point t) {
+      return t == Clock::time_point{} ? json(nullptr)
+                                      : json(std::chrono::duration<double>(now - t).count());
+    };
+    j["rank"] = e.world_rank;
+    j["world_size"] = e.world_size;
+    j["why"] = why;
+    j["time"] =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    json ops = json::array();
+    for (const auto& op : e.flight) {
+      const char* state = op->status == OpState::Status::Pending ? "pending"
+                          : op->status == OpState::Status::Done  ? "done"
+                                                                 : "failed";
+      ops.push_back({{"op", op->op},
+                     {"call", op->call},
+                     {"group", op->group},
+                     {"seq", op->seq},
+                     {"peer", op->peer},
+                     {"bytes", op->bytes},
+                     {"state", state},
+                     {"posted_s_ago", ago(op->posted)},
+                     {"ended_s_ago", ago(op->ended)}});
+    }
+    j["ops"] = ops;
+    j["silent_ranks"] = e.silent;  // did not answer this rank's last status query
+  }
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) return "";
+  const std::string text = j.dump(1);
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  std::fclose(f);
+  return ok ? path : "";
+} catch (const std::exception&) {
+  return "";
+}
+
 namespace {
 
 // Tells every rank that this one has left main, so that a rank still waiting for it in a
@@ -868,6 +943,12 @@ const std::string& CallScope::current() { return t_call; }
 WorkPtr post(std::shared_ptr<OpState> op, const std::function<int(MPI_Request*)>& start) {
   Engine& e = eng();
   op->call = t_call;
+  op->posted = Clock::now();
+  {
+    std::lock_guard<std::mutex> lk(e.state_mu);
+    e.flight.push_back(op);
+    if (e.flight.size() > kFlightOps) e.flight.pop_front();
+  }
   if (op->seq > 0) {
     std::lock_guard<std::mutex> lk(e.state_mu);
     e.posted_count[op->group] = std::max(e.posted_count[op->group], op->seq);
@@ -921,6 +1002,7 @@ void notify_failure(const std::string& message, double grace_seconds) {
     std::lock_guard<std::mutex> lk(e.mu);
     if (!e.started) return;
   }
+  write_flight_record(message);
   // Leaked: if the sends do not finish within the grace period MPI may still read it.
   auto* text = new std::string(message.substr(0, kFailureBytes));
   std::vector<MPI_Request> reqs;

@@ -6,6 +6,7 @@
 #include <mpi.h>
 #include <smp/parallel/comm.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,6 +37,10 @@ struct OpState {
   std::vector<int> members;
   /// Point-to-point: the peer's world rank.
   int peer = -1;
+  /// Bytes this rank sends or receives (-1: not recorded), and when the op was posted and
+  /// completed (the flight record).
+  long long bytes = -1;
+  std::chrono::steady_clock::time_point posted{}, ended{};
 
   enum class Status { Pending, Done, Failed };
   Status status = Status::Pending;

@@ -259,12 +259,57 @@ Config Config::from_json(const nlohmann::json& params, const std::string& source
           fmt::format("it must be < pipeline_parallel_degree ({}): partitions are numbered 0..{}",
                       pp, pp - 1));
 
-  // SMP's combination rules.
-  if (c.ddp && c.horovod)
-    r.bad("horovod", params.at("horovod"), "horovod cannot be combined with \"ddp\": true");
-  if (c.ddp_port && !c.ddp) r.bad("ddp_port", params.at("ddp_port"), "it needs \"ddp\": true");
-  if (c.ddp_dist_backend && !c.ddp)
-    r.bad("ddp_dist_backend", params.at("ddp_dist_backend"), "it needs \"ddp\": true");
+  // Keys libsmp parses but does not act on: any value but SMP's default would be accepted and
+  // then ignored, training something other than what the user asked for. These come before
+  // SMP's combination rules, so that a user is not sent to fix a combination (say, add "ddp"
+  // to tensor parallelism) only to learn next that the feature itself is missing.
+  const auto refuse = [&](const char* key, const std::string& why, const std::string& fix) {
+    r.bad(key, params.at(key), fmt::format("{}; {}", why, fix));
+  };
+  const std::string later = "is not supported yet by libsmp";
+  if (c.tensor_parallel_degree > 1)
+    refuse("tensor_parallel_degree", "tensor parallelism " + later + " (issue 13)",
+           "remove the key or set it to 1");
+  if (c.prescaled_batch)
+    refuse("prescaled_batch", "it applies to tensor parallelism, which " + later + " (issue 13)",
+           "remove the key or set it to false");
+  if (c.fp16)
+    refuse("fp16", "mixed precision " + later + " (issue 15)", "remove the key or set it to false");
+  if (c.bf16)
+    refuse("bf16", "mixed precision " + later + " (issue 15)", "remove the key or set it to false");
+  if (c.shard_optimizer_state)
+    refuse("shard_optimizer_state", "optimizer state sharding " + later + " (issue 15)",
+           "remove the key or set it to false");
+  if (c.offload_activations)
+    refuse("offload_activations", "activation offloading " + later + " (issue 15)",
+           "remove the key or set it to false");
+  if (c.activation_loading_horizon != Config{}.activation_loading_horizon)
+    refuse("activation_loading_horizon",
+           "it tunes activation offloading, which " + later + " (issue 15)",
+           fmt::format("remove the key or set it to {}", Config{}.activation_loading_horizon));
+  if (c.delayed_parameter_initialization)
+    refuse("delayed_parameter_initialization",
+           "delayed parameter initialization " + later + " (issue 15)",
+           "remove the key or set it to false");
+  if (c.horovod)
+    refuse("horovod",
+           "Horovod is not supported by libsmp: SMP uses it for TensorFlow only, and libsmp's "
+           "data parallelism is \"ddp\": true",
+           "remove the key or set it to false");
+  if (c.ddp_port)
+    refuse("ddp_port",
+           "it is not supported by libsmp: ranks find each other through MPI (mpirun), which "
+           "needs no port",
+           "remove the key");
+  if (c.ddp_dist_backend)
+    refuse("ddp_dist_backend",
+           "it is not supported by libsmp: each tensor's device picks the backend (MPI for host "
+           "tensors, NCCL for CUDA tensors)",
+           "remove the key");
+
+  // SMP's combination rules. The two below bind once issues 13 and 15 let these keys through;
+  // SMP's ddp_port/ddp_dist_backend-need-ddp and ddp-with-horovod rules cannot apply to keys
+  // that are refused outright.
   if (c.tensor_parallel_degree > 1 && !c.ddp)
     r.bad("tensor_parallel_degree", params.at("tensor_parallel_degree"),
           "tensor parallelism needs \"ddp\": true");

@@ -216,7 +216,12 @@ void init(int& argc, char** argv) {
   start(file ? Config::parse(read_file(*file), *file) : config_from_environment());
 }
 
-void init(const Config& config) { start(config); }
+void init(const Config& config) {
+  // A Config built in code has not been through from_json: its effective values get the same
+  // checks, so a field set to an unsupported feature or a bad value is refused, not ignored.
+  Config::from_json(config.to_json(), "smp::init(Config)");
+  start(config);
+}
 
 void init() { start(config_from_environment()); }
 

@@ -20,7 +20,8 @@ class ConfigError : public Error {
 /// The `modelparallel` parameters with SMP's key names (../shared/SMP_REFERENCE.md) plus
 /// libsmp's own `comm_timeout` and `trace_dir`. Parsing is a pure function of the JSON text, so
 /// every rank that reads the same text accepts or rejects it with the same message before any
-/// collective.
+/// collective. Keys libsmp does not act on yet are parsed, but only their SMP default is
+/// accepted (docs/distributed.md lists which): a feature the user asked for is never ignored.
 struct Config {
   int pipeline_parallel_degree = 1;  ///< alias `partitions`
   int microbatches = 1;
@@ -34,12 +35,15 @@ struct Config {
   /// Unset means the default for `optimize` (0.2 speed, 0.8 memory); see memory_weight_value().
   std::optional<double> memory_weight;
   bool ddp = false;
-  /// ddp_port and ddp_dist_backend have no default; JSON null reads as "not given".
+  /// ddp_port and ddp_dist_backend have no default; JSON null reads as "not given", the only
+  /// accepted value: ranks meet through MPI and the backend follows each tensor's device.
   std::optional<int> ddp_port;
   std::optional<std::string> ddp_dist_backend;  ///< "auto" | "nccl"
   /// Unset means pp + 2; see active_microbatches_value(). It may exceed `microbatches` (the
   /// default does when microbatches < pp + 2): no schedule can have more in flight anyway.
   std::optional<int> active_microbatches;
+  /// Only the defaults below are accepted until tensor parallelism (issue 13), mixed precision
+  /// and the memory features (issue 15) exist; horovod is TensorFlow-only and never will be.
   int tensor_parallel_degree = 1;
   bool prescaled_batch = false;
   bool fp16 = false;

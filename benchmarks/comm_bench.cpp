@@ -1,7 +1,8 @@
 // Allreduce bandwidth through smp::Communicator (nonblocking MPI driven by libsmp's progress
 // thread) beside a plain blocking MPI_Allreduce in the same run. Run under mpirun:
 //
-//   mpirun -n 4 --oversubscribe build/bin/comm_bench [--max-mib 64]
+//   SM_HP_MP_PARAMETERS='{"ddp": true}' mpirun -n 4 --oversubscribe build/bin/comm_bench
+//       [--max-mib 64]
 //
 // Prints, per float32 message size, the mean time of one allreduce (the slowest rank's) and
 // the bus bandwidth busbw = bytes · 2(n−1)/n / time, the figure nccl-tests report.

@@ -1,7 +1,8 @@
 // How much of DDP's gradient communication hides behind backward, for the MNIST CNN.
 // Run under mpirun with 2+ ranks; every rank trains on its own random batch.
 //
-//   mpirun -np 2 ddp_overlap [--batch-size 64] [--steps 30] [--bucket-cap-mb 25]
+//   SM_HP_MP_PARAMETERS='{"ddp": true}' mpirun -np 2 ddp_overlap [--batch-size 64] [--steps 30]
+//       [--bucket-cap-mb 25]
 //
 // Per step it times: (a) compute alone (forward, backward, update, no communication),
 // (b) the gradient allreduces alone (same buckets, nothing else running), (c) DDP with

@@ -4,7 +4,8 @@
 // executor runs each stage's action list. Step time is compared with the ideal
 // (m + p - 1) * (t_f + t_b).
 //
-//   mpirun -np P pipeline_sched_bench [--ms 4] [--steps 3]
+//   SM_HP_MP_PARAMETERS='{"partitions": P}' mpirun -np P pipeline_sched_bench [--ms 4]
+//       [--steps 3]
 #include <smp/smp.h>
 
 #include <algorithm>

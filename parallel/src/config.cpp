@@ -345,6 +345,16 @@ void Config::validate_world(int world_size) const {
         "smp config: world size {} is not divisible by pipeline_parallel_degree {} x "
         "tensor_parallel_degree {} = {}; the number of processes must be a multiple of {}",
         world_size, pp, tp, mp, mp));
+  // Without "ddp" SMP reduces gradients its own way; libsmp has only the DDP way, and running
+  // it under "ddp": false would let a config mean something else here than under SMP.
+  const long long rdp = world_size / mp;
+  if (rdp > 1 && !ddp)
+    throw ConfigError(fmt::format(
+        "smp config: world size {} over pipeline_parallel_degree {} x tensor_parallel_degree "
+        "{} leaves {} data-parallel replicas, and data parallelism over {} replicas needs "
+        "\"ddp\": true (libsmp does not run SMP's non-DDP data parallelism); set \"ddp\": "
+        "true, or run {} process(es)",
+        world_size, pp, tp, rdp, rdp, mp));
 }
 
 std::string Config::placement() const {

@@ -434,6 +434,35 @@ TEST(Config, ValidateWorld) {
   EXPECT_NO_THROW(Config().validate_world(1));
 }
 
+// SMP's default is "ddp": false, and libsmp runs data parallelism only as DDP: more than one
+// replica without it is refused rather than run as if "ddp" were true.
+TEST(Config, DataParallelismNeedsDdp) {
+  for (const char* text : {"{}", R"({"ddp": false})"}) {
+    SCOPED_TRACE(text);
+    const Config c = Config::parse(text);
+    EXPECT_NO_THROW(c.validate_world(1));
+    for (int world : {2, 7}) {
+      try {
+        c.validate_world(world);
+        ADD_FAILURE() << "accepted world " << world;
+      } catch (const ConfigError& e) {
+        const std::string msg = e.what();
+        const std::string n = std::to_string(world);
+        EXPECT_NE(msg.find("data parallelism over " + n + " replicas needs \"ddp\": true"),
+                  std::string::npos)
+            << msg;
+        EXPECT_NE(msg.find("world size " + n), std::string::npos) << msg;
+      }
+    }
+  }
+  // Pipeline stages are not replicas: pp 2 on 2 processes is one replica, pp 2 on 4 two.
+  const Config pp2 = Config::parse(R"({"partitions": 2})");
+  EXPECT_NO_THROW(pp2.validate_world(2));
+  EXPECT_THROW(pp2.validate_world(4), ConfigError);
+  EXPECT_NO_THROW(Config::parse(R"({"partitions": 2, "ddp": true})").validate_world(4));
+  EXPECT_NO_THROW(Config::parse(R"({"ddp": true})").validate_world(7));
+}
+
 TEST(Config, ErrorsAreSmpErrors) {
   EXPECT_THROW(Config::parse(R"({"microbatches": 0})"), smp::Error);
   EXPECT_THROW(Config::parse("{"), smp::Error);

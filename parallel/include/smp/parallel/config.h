@@ -68,8 +68,9 @@ struct Config {
   /// All accepted keys (SMP names and aliases, then libsmp's), in table order.
   static const std::vector<std::string>& known_keys();
 
-  /// Throws ConfigError unless `world_size` processes can hold pp × tp × rdp for a whole rdp ≥ 1;
-  /// the message names the world size, pp and tp.
+  /// Throws ConfigError unless `world_size` processes can hold pp × tp × rdp for a whole rdp ≥ 1
+  /// (the message names the world size, pp and tp), or when rdp > 1 without `ddp`: libsmp's
+  /// data parallelism is SMP's DDP mode only.
   void validate_world(int world_size) const;
 
   /// Canonical placement: a permutation of "DPT" ("cluster" → "DPT", "spread" → "TPD").

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -53,8 +54,11 @@ void check_mpi(int code, const char* call) {
 }
 
 std::string read_file(const std::string& path) {
+  errno = 0;
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw ConfigError(fmt::format("smp: cannot read --smp-config file '{}'", path));
+  if (!f)
+    throw ConfigError(fmt::format("smp: cannot read --smp-config file '{}': {}", path,
+                                  errno ? std::strerror(errno) : "cannot open it"));
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <smp/engine/device.h>
 #include <smp/parallel/config.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -178,15 +179,35 @@ std::string shell_quote(const std::string& w) {
   return q + "'";
 }
 
+// A directory passes access(X_OK) too, so only a regular file counts.
+bool is_executable_file(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
+}
+
 std::string find_in_path(const std::string& name) {
-  if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0 ? name : "";
+  if (name.find('/') != std::string::npos) return is_executable_file(name) ? name : "";
   const char* path = std::getenv("PATH");
   std::stringstream ss(path ? path : "/usr/local/bin:/usr/bin:/bin");
   std::string dir;
   while (std::getline(ss, dir, ':')) {
     const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (is_executable_file(candidate)) return candidate;
   }
+  return "";
+}
+
+// Why `program` cannot be started, looked up as mpirun looks it up (a name with a slash is a
+// path, any other name is searched in PATH); empty when it can. mpirun would find out only
+// after starting its daemons, and say so in a banner with an exit status of its own; here it
+// is one line and smprun's usual status 2.
+std::string unrunnable(const std::string& program) {
+  if (program.find('/') == std::string::npos)
+    return find_in_path(program).empty() ? fmt::format("{}: no such program in PATH", program) : "";
+  struct stat st {};
+  if (stat(program.c_str(), &st) != 0) return fmt::format("{}: {}", program, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fmt::format("{}: not a program file", program);
+  if (access(program.c_str(), X_OK) != 0) return fmt::format("{}: not executable", program);
   return "";
 }
 
@@ -302,6 +323,8 @@ int run(int argc, char** argv) {
         fmt::format("{}: \"processes_per_host\" is {} but this machine has {} CUDA "
                     "GPU(s); libsmp runs one process per GPU",
                     o.distribution, ppn, gpus));
+
+  if (const std::string why = unrunnable(o.program.front()); !why.empty()) usage_error(why);
 
   const std::string params = l.parameters.dump();
   std::string mpirun = o.mpirun.empty() ? "mpirun" : o.mpirun;

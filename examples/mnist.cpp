@@ -93,21 +93,20 @@ struct EvalResult {
 auto eval_step = smp::step([](smp::DistributedModel& m, smp::Tensor x) { return m(x); });
 
 /// Each DP rank evaluates a contiguous slice of the test set; the sums are added over the group.
+/// A slice's last, short batch is left out when it does not split into the microbatches (the
+/// reported total says how many images were evaluated).
 EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Config& cfg,
                     smp::Device device) {
   smp::NoGradGuard no_grad;
   model.eval();
   smp::data::torch_dataloader_epoch(0, false);  // the draw iterating the test loader makes
   double loss_sum = 0;
-  int64_t correct = 0;
+  int64_t correct = 0, total = 0;
   const int64_t n = test.size(), dp = smp::dp_size(), r = smp::dp_rank();
   const int64_t first = n * r / dp, last = n * (r + 1) / dp;
   for (int64_t begin = first; begin < last; begin += cfg.test_batch_size) {
     const int64_t end = std::min(last, begin + cfg.test_batch_size);
-    SMP_CHECK((end - begin) % smp::config().microbatches == 0,
-              "mnist: a test batch of {} does not split into {} microbatches; choose "
-              "--test-batch-size so that every batch does",
-              end - begin, smp::config().microbatches);
+    if (!smp_examples::tail_splits(end - begin)) break;
     auto b =
         test.batch({}, begin, end, static_cast<float>(cfg.mean), static_cast<float>(cfg.stdev));
     smp::Tensor x = b.data.to(device), y = b.target.to(device);
@@ -115,16 +114,21 @@ EvalResult evaluate(smp::DistributedModel& model, const Split& test, const Confi
     smp::Tensor out = eval_step(model, x).concat();
     loss_sum += smp::nll_loss(out, y, smp::Reduction::Sum).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
+    total += end - begin;
   }
-  const auto sums = smp_examples::dp_sum({loss_sum, static_cast<double>(correct)});
+  const auto sums =
+      smp_examples::dp_sum({loss_sum, static_cast<double>(correct), static_cast<double>(total)});
   loss_sum = sums[0];
   correct = static_cast<int64_t>(sums[1]);
+  total = static_cast<int64_t>(sums[2]);
   model.train();
-  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n),
-          correct, n};
+  const double evaluated = static_cast<double>(std::max<int64_t>(total, 1));
+  return {loss_sum / evaluated, static_cast<double>(correct) / evaluated, correct, total};
 }
 
 int run(const Config& cfg) {
+  smp_examples::check_splits("--batch-size", cfg.batch_size);
+  if (!cfg.skip_test) smp_examples::check_splits("--test-batch-size", cfg.test_batch_size);
   const int64_t threads = smp_examples::apply_threads(cfg.threads);
   smp::manual_seed(static_cast<uint64_t>(cfg.seed));
   const smp::Device device(cfg.device);
@@ -162,7 +166,14 @@ int run(const Config& cfg) {
                     static_cast<size_t>(smp::dp_rank()), !cfg.no_shuffle,
                     static_cast<uint64_t>(cfg.seed));
   const int64_t n = sampler ? static_cast<int64_t>(sampler->size()) : train.size();
-  const int64_t per_epoch = (n + cfg.batch_size - 1) / cfg.batch_size;
+  const int64_t tail = n % cfg.batch_size;
+  const int64_t per_epoch =
+      n / cfg.batch_size + (tail > 0 && smp_examples::tail_splits(tail) ? 1 : 0);
+  if (per_epoch == 0)
+    throw smp::ConfigError(fmt::format(
+        "--batch-size {}: each data-parallel rank has {} training images, which do not split "
+        "into {} microbatches",
+        cfg.batch_size, n, smp::config().microbatches));
   const int64_t total_steps =
       cfg.steps > 0 ? std::min(cfg.steps, per_epoch * cfg.epochs) : per_epoch * cfg.epochs;
   const int64_t epochs = (total_steps + per_epoch - 1) / per_epoch;
@@ -199,7 +210,7 @@ int run(const Config& cfg) {
     int64_t epoch_samples = 0, epoch_steps = 0;
     for (int64_t begin = 0; begin < n && step < total_steps; begin += cfg.batch_size) {
       const int64_t end = std::min(n, begin + cfg.batch_size);
-      if ((end - begin) % smp::config().microbatches != 0) break;  // drop_last for microbatches
+      if (!smp_examples::tail_splits(end - begin)) break;  // the short last batch, as drop_last
       auto b = train.batch(order, begin, end, mean, stdev);
       smp::Tensor x = b.data.to(device), y = b.target.to(device);
       opt.zero_grad();

@@ -140,7 +140,7 @@ EvalResult evaluate(smp::DistributedModel& model, data::DataLoader& loader, smp:
   for (data::Batch& b : loader) {
     smp::Tensor x = b.data.to(device, /*non_blocking=*/true);
     smp::Tensor y = b.target.to(device, /*non_blocking=*/true);
-    if (y.size(0) % smp::config().microbatches != 0) continue;  // drop_last for microbatches
+    if (!smp_examples::tail_splits(y.size(0))) continue;  // the short last batch, as drop_last
     smp::Tensor out = eval_step(model, x).concat();
     loss_sum += smp::cross_entropy(out, y, smp::Reduction::Sum).item<double>();
     correct += out.argmax(1).eq(y).sum().item<int64_t>();
@@ -157,6 +157,8 @@ EvalResult evaluate(smp::DistributedModel& model, data::DataLoader& loader, smp:
 }
 
 int run(Config cfg) {
+  smp_examples::check_splits("--batch-size", cfg.batch_size);
+  if (!cfg.skip_test) smp_examples::check_splits("--test-batch-size", cfg.test_batch_size);
   const int64_t threads = smp_examples::apply_threads(cfg.threads);
   smp::manual_seed(static_cast<uint64_t>(cfg.seed));
   const smp::Device device(cfg.device);
@@ -175,9 +177,16 @@ int run(Config cfg) {
                            .seed(static_cast<uint64_t>(cfg.seed))
                            .num_workers(workers)
                            .pin_memory(device.is_cuda());
-  if (dp > 1)
-    train_options = train_options.sampler(std::make_shared<data::DistributedSampler>(
-        d.train->size(), dp, dp_rank, !cfg.no_shuffle, static_cast<uint64_t>(cfg.seed)));
+  size_t per_rank = d.train->size();
+  if (dp > 1) {
+    auto sampler = std::make_shared<data::DistributedSampler>(
+        d.train->size(), dp, dp_rank, !cfg.no_shuffle, static_cast<uint64_t>(cfg.seed));
+    per_rank = sampler->size();
+    train_options.sampler(sampler);
+  }
+  // A short last batch that smp::step cannot split is left out, and left out of the count.
+  train_options.drop_last(
+      !smp_examples::tail_splits(static_cast<int64_t>(per_rank % train_options.batch_size())));
   data::DataLoader train_loader(d.train, train_options);
   std::optional<data::DataLoader> test_loader;
   if (d.test) {
@@ -206,6 +215,11 @@ int run(Config cfg) {
   });
 
   const auto per_epoch = static_cast<int64_t>(train_loader.size());
+  if (per_epoch == 0)
+    throw smp::ConfigError(fmt::format(
+        "--batch-size {}: each data-parallel rank has {} training images, which do not split "
+        "into {} microbatches",
+        cfg.batch_size, per_rank, smp::config().microbatches));
   const int64_t total_steps =
       cfg.steps > 0 ? std::min(cfg.steps, per_epoch * cfg.epochs) : per_epoch * cfg.epochs;
   const int64_t epochs = (total_steps + per_epoch - 1) / per_epoch;
@@ -235,7 +249,6 @@ int run(Config cfg) {
     for (data::Batch& b : train_loader) {
       smp::Tensor x = b.data.to(device, /*non_blocking=*/true);
       smp::Tensor y = b.target.to(device, /*non_blocking=*/true);
-      if (y.size(0) % smp::config().microbatches != 0) break;  // drop_last for microbatches
       opt.zero_grad();
       smp::StepOutput loss_mb = train_step(model, x, y);
       opt.step();

@@ -118,6 +118,22 @@ inline void save_model(const smp::DistributedModel& model, const std::string& pa
   if (smp::rank() == 0) smp::save_safetensors(path, sd);
 }
 
+/// Refuses a batch size that smp::step cannot split into the configured microbatches, before
+/// any data loads: otherwise every batch would fail or be dropped. A ConfigError, because every
+/// rank fails the same way: each exits and rank 0 says why, naming the flag to change.
+inline void check_splits(const char* flag, int64_t batch) {
+  const int mb = smp::config().microbatches;
+  if (batch % mb != 0)
+    throw smp::ConfigError(fmt::format(
+        "{} {} does not split into the {} microbatches of the smp config (\"microbatches\": {}); "
+        "smp::step needs a batch size divisible by {}",
+        flag, batch, mb, mb, mb));
+}
+
+/// Whether a last, short batch of `tail` samples (0: none) splits into the configured
+/// microbatches; one that does not is left out, like drop_last.
+inline bool tail_splits(int64_t tail) { return tail % smp::config().microbatches == 0; }
+
 /// Number of threads to report: --threads if given, else the engine's default divided among
 /// the processes on this host (two ranks on two cores get one thread each).
 inline int64_t apply_threads(int64_t threads) {

@@ -302,7 +302,10 @@ int main(int argc, char** argv) {
   cli.option("seed", &cfg.seed, "N", "random seed (default 1)", 0);
   cli.flag("no-shuffle", &cfg.no_shuffle, "batches in file order: batch i = samples iB..iB+B-1");
   cli.choice("device", &cfg.device, {"cpu", "cuda"}, "device (default cpu)");
-  cli.option("threads", &cfg.threads, "N", "CPU threads (default: all cores)", 0);
+  cli.option("threads", &cfg.threads, "N",
+             "CPU threads per process (default: OMP_NUM_THREADS, else the cores divided among "
+             "the ranks on this host)",
+             0);
   cli.option("init", &cfg.init, "FILE", "load initial weights (.safetensors, PyTorch names)");
   cli.option("save", &cfg.save, "FILE", "write the final weights (.safetensors, PyTorch names)");
   cli.option("metrics", &cfg.metrics, "FILE", "write run metrics as JSON");

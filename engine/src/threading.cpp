@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -154,9 +157,31 @@ class ThreadPool {
   std::exception_ptr error_;
 };
 
+// A positive integer from the environment variable `name`, if set. OpenMP allows a list
+// ("4,2", one count per nesting level); the first entry is the outer level's.
+std::optional<int> env_count(const char* name) {
+  const char* s = std::getenv(name);
+  if (!s || !*s) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(s, &end, 10);
+  SMP_CHECK(end != s && (*end == '\0' || *end == ',') && errno == 0 && n >= 1 && n <= 1 << 16,
+            "{} is '{}'; expected a positive integer", name, s);
+  return static_cast<int>(n);
+}
+
 int default_threads() {
-  unsigned hc = std::thread::hardware_concurrency();
-  return hc == 0 ? 1 : static_cast<int>(hc);
+  // A count the user chose for this process wins, as in PyTorch.
+  if (auto n = env_count("OMP_NUM_THREADS")) return *n;
+  const unsigned hc = std::thread::hardware_concurrency();
+  const int cores = hc == 0 ? 1 : static_cast<int>(hc);
+  // Every rank on a host would otherwise start one thread per core, and N ranks x all cores
+  // oversubscribe the host N times: spinning workers then steal cores from each other's
+  // kernels. The launcher's environment tells how many ranks share this host before (or
+  // without) MPI_Init; the engine cannot ask the parallel layer, which sits above it.
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (auto local = env_count(v)) return std::max(1, cores / *local);
+  return cores;
 }
 
 std::mutex g_pool_mu;  // one parallel region at a time; others run inline

@@ -14,7 +14,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli.h"
@@ -134,15 +133,10 @@ inline void check_splits(const char* flag, int64_t batch) {
 /// microbatches; one that does not is left out, like drop_last.
 inline bool tail_splits(int64_t tail) { return tail % smp::config().microbatches == 0; }
 
-/// Number of threads to report: --threads if given, else the engine's default divided among
-/// the processes on this host (two ranks on two cores get one thread each).
+/// Number of threads to report: --threads if given, else the engine's default
+/// (OMP_NUM_THREADS, else the cores divided among this host's ranks).
 inline int64_t apply_threads(int64_t threads) {
-  if (threads > 0) {
-    smp::set_num_threads(static_cast<int>(threads));
-  } else if (smp::is_initialized() && smp::local_size() > 1) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    smp::set_num_threads(std::max(1, cores / smp::local_size()));
-  }
+  if (threads > 0) smp::set_num_threads(static_cast<int>(threads));
   return smp::get_num_threads();
 }
 

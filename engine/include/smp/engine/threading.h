@@ -7,7 +7,9 @@
 namespace smp {
 
 /// Threads used by CPU kernels (our pool; OpenBLAS itself stays single-threaded and large
-/// products are split over the pool). Defaults to the machine's cores.
+/// products are split over the pool). Defaults to OMP_NUM_THREADS when set, else to the
+/// machine's cores divided among the ranks that the MPI launcher started on this host
+/// (OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS), at least 1.
 void set_num_threads(int n);
 int get_num_threads();
 

@@ -811,6 +811,40 @@ std::string write_flight_record(const std::string& why) try {
 
 namespace {
 
+// Sends `count` items of `buf` to every other rank on `comm` and waits up to `grace_seconds`
+// for the sends to finish; true when they did. After that they are left to MPI, so `buf` must
+// outlive them (static, or leaked by the caller).
+bool send_to_others(Engine& e, const void* buf, int count, MPI_Datatype type, int tag,
+                    MPI_Comm comm, double grace_seconds) {
+  std::vector<MPI_Request> reqs;
+  {
+    std::lock_guard<std::mutex> mk(mpi_mutex());
+    for (int r = 0; r < e.world_size; ++r) {
+      if (r == e.world_rank) continue;
+      MPI_Request req = MPI_REQUEST_NULL;
+      if (MPI_Isend(buf, count, type, r, tag, comm, &req) == MPI_SUCCESS) reqs.push_back(req);
+    }
+  }
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(grace_seconds));
+  for (;;) {
+    int flag = 0;
+    {
+      std::lock_guard<std::mutex> mk(mpi_mutex());
+      if (MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE) !=
+          MPI_SUCCESS)
+        return false;
+      if (flag) return true;
+      if (Clock::now() >= deadline) {
+        for (auto& r : reqs)
+          if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
+        return false;
+      }
+    }
+    std::this_thread::sleep_for(microseconds(100));
+  }
+}
+
 // Tells every rank that this one has left main, so that a rank still waiting for it in a
 // collective fails naming it instead of waiting for comm_timeout. Two ints per rank go out
 // eagerly; after a short grace the sends are left to MPI.
@@ -820,33 +854,7 @@ void announce_leaving(Engine& e) {
     if (e.failure) return;  // the job is coming down anyway
   }
   static const std::array<int, 2> notice{kStatusLeft, 0};
-  std::vector<MPI_Request> reqs;
-  {
-    std::lock_guard<std::mutex> mk(mpi_mutex());
-    for (int r = 0; r < e.world_size; ++r) {
-      if (r == e.world_rank) continue;
-      MPI_Request req = MPI_REQUEST_NULL;
-      if (MPI_Isend(notice.data(), 2, MPI_INT, r, kStatusTag, e.status_comm, &req) == MPI_SUCCESS)
-        reqs.push_back(req);
-    }
-  }
-  const auto deadline = Clock::now() + milliseconds(200);
-  for (;;) {
-    int flag = 0;
-    {
-      std::lock_guard<std::mutex> mk(mpi_mutex());
-      if (MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE) !=
-          MPI_SUCCESS)
-        return;
-      if (!flag && Clock::now() >= deadline) {
-        for (auto& r : reqs)
-          if (r != MPI_REQUEST_NULL) MPI_Request_free(&r);
-        return;
-      }
-    }
-    if (flag) return;
-    std::this_thread::sleep_for(microseconds(100));
-  }
+  send_to_others(e, notice.data(), 2, MPI_INT, kStatusTag, e.status_comm, 0.2);
 }
 
 }  // namespace
@@ -1003,36 +1011,11 @@ void notify_failure(const std::string& message, double grace_seconds) {
     if (!e.started) return;
   }
   write_flight_record(message);
-  // Leaked: if the sends do not finish within the grace period MPI may still read it.
+  // Leaked unless the sends finish within the grace period: MPI may still read it.
   auto* text = new std::string(message.substr(0, kFailureBytes));
-  std::vector<MPI_Request> reqs;
-  {
-    std::lock_guard<std::mutex> mk(mpi_mutex());
-    for (int r = 0; r < e.world_size; ++r) {
-      if (r == e.world_rank) continue;
-      MPI_Request req = MPI_REQUEST_NULL;
-      if (MPI_Isend(text->data(), static_cast<int>(text->size()), MPI_CHAR, r, kFailureTag,
-                    e.fail_comm, &req) == MPI_SUCCESS)
-        reqs.push_back(req);
-    }
-  }
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(grace_seconds));
-  for (;;) {
-    int flag = 0;
-    {
-      std::lock_guard<std::mutex> mk(mpi_mutex());
-      if (MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE) !=
-          MPI_SUCCESS)
-        return;
-    }
-    if (flag) {
-      delete text;
-      return;
-    }
-    if (Clock::now() >= deadline) return;
-    std::this_thread::sleep_for(microseconds(200));
-  }
+  if (send_to_others(e, text->data(), static_cast<int>(text->size()), MPI_CHAR, kFailureTag,
+                     e.fail_comm, grace_seconds))
+    delete text;
 }
 
 std::optional<std::pair<int, std::string>> remote_failure() {

@@ -60,7 +60,7 @@ class ReLU : public Module {
 /// Gaussian error linear unit, exact (erf) or tanh approximation.
 class GELU : public Module {
  public:
-  explicit GELU(GELUOptions options = {}) : options(std::move(options)) {}
+  explicit GELU(GELUOptions opts = {}) : options(std::move(opts)) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "GELU"; }
   GELUOptions options;
@@ -69,7 +69,7 @@ class GELU : public Module {
 /// Max pooling over (N, C, H, W).
 class MaxPool2d : public Module {
  public:
-  explicit MaxPool2d(const MaxPool2dOptions& options) : options(options) {}
+  explicit MaxPool2d(const MaxPool2dOptions& opts) : options(opts) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "MaxPool2d"; }
   MaxPool2dOptions options;
@@ -78,7 +78,7 @@ class MaxPool2d : public Module {
 /// Average pooling over (N, C, H, W).
 class AvgPool2d : public Module {
  public:
-  explicit AvgPool2d(const AvgPool2dOptions& options) : options(options) {}
+  explicit AvgPool2d(const AvgPool2dOptions& opts) : options(opts) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "AvgPool2d"; }
   AvgPool2dOptions options;
@@ -87,7 +87,7 @@ class AvgPool2d : public Module {
 /// Average pooling to a fixed output size.
 class AdaptiveAvgPool2d : public Module {
  public:
-  explicit AdaptiveAvgPool2d(const AdaptiveAvgPool2dOptions& options) : options(options) {}
+  explicit AdaptiveAvgPool2d(const AdaptiveAvgPool2dOptions& opts) : options(opts) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "AdaptiveAvgPool2d"; }
   AdaptiveAvgPool2dOptions options;
@@ -105,7 +105,7 @@ class Dropout : public Module {
 /// Flattens dims start_dim..end_dim.
 class Flatten : public Module {
  public:
-  explicit Flatten(const FlattenOptions& options = {}) : options(options) {}
+  explicit Flatten(const FlattenOptions& opts = {}) : options(opts) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Flatten"; }
   FlattenOptions options;
@@ -138,7 +138,7 @@ class LayerNorm : public Module {
 /// log(softmax(x)) along dim.
 class LogSoftmax : public Module {
  public:
-  explicit LogSoftmax(const LogSoftmaxOptions& options) : options(options) {}
+  explicit LogSoftmax(const LogSoftmaxOptions& opts) : options(opts) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "LogSoftmax"; }
   LogSoftmaxOptions options;

@@ -6,13 +6,19 @@
 # netns_agent.sh (its launch agent in place of ssh) and carries the ranks' messages between the
 # hosts over TCP on the veth (btl tcp; ranks on the same host may use shared memory, vader).
 #
-#   two_hosts.sh MODE SMPRUN MNIST COMPARE_SAFETENSORS GOLDEN_DIR ONE_PROCESS OUT_DIR REL
+#   two_hosts.sh MODE SMPRUN MNIST COMPARE_SAFETENSORS GOLDEN_DIR ONE_PROCESS OUT_DIR REL \
+#                DELAY_LINE
 #
 # MODE match: 20 SGD steps with the data-parallel replicas on different hosts (placement
 #   cluster: every gradient allreduce crosses the link) and then with the pipeline stages on
 #   different hosts (spread: every microbatch's activations and gradients cross it); each must
 #   end where one process ends (ONE_PROCESS, tests/examples' mnist_sgd20_run) within REL, and
 #   the gradients must have crossed the veth (its byte counters).
+# MODE delay: the same, with 50 ms added to the link in each direction (100 ms round trip,
+#   checked before the run). This kernel has no sch_netem (`tc qdisc add ... netem` answers
+#   "Specified qdisc kind is unknown"), so instead of a veth pair with netem the link is two
+#   TUN devices joined by DELAY_LINE (tests/hosts/delay_line.cpp), which holds each packet for
+#   50 ms in user space.
 # MODE cut: mnist trains with comm_timeout 15; after 10 steps every packet between the hosts
 #   is dropped (a blackhole route to the peer on each side: silence, no reset, as a dead switch
 #   or pulled cable looks to TCP). Every rank must stop with an error naming the ranks on the
@@ -23,12 +29,12 @@
 # root (CAP_NET_ADMIN and CAP_SYS_ADMIN for ip netns); as another user it skips with exit 77,
 # saying so. As root, any failure to set up the namespaces fails the test.
 set -euo pipefail
-if [[ $# -ne 8 ]]; then
-  echo "usage: two_hosts.sh match|cut SMPRUN MNIST COMPARE_SAFETENSORS GOLDEN_DIR ONE_PROCESS OUT_DIR REL" >&2
+if [[ $# -ne 9 ]]; then
+  echo "usage: two_hosts.sh match|delay|cut SMPRUN MNIST COMPARE_SAFETENSORS GOLDEN_DIR ONE_PROCESS OUT_DIR REL DELAY_LINE" >&2
   exit 2
 fi
-mode=$1 smprun=$2 mnist=$3 compare=$4 golden=$5 one=$6 out_dir=$7 rel=$8
-case $mode in match|cut) ;; *) echo "two_hosts.sh: unknown mode '$mode'" >&2; exit 2 ;; esac
+mode=$1 smprun=$2 mnist=$3 compare=$4 golden=$5 one=$6 out_dir=$7 rel=$8 delay_line=$9
+case $mode in match|delay|cut) ;; *) echo "two_hosts.sh: unknown mode '$mode'" >&2; exit 2 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -42,9 +48,11 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/two_hosts.XXXXXX")
 ms() { echo $(($(date +%s%N) / 1000000)); }
 secs() { local t=$(($1 / 100)); echo "$((t / 10)).$((t % 10))"; }  # ms -> "12.3"
 
+line=''  # the delay line's PID (it runs outside the namespaces)
 cleanup() {
   local rc=$?
   set +e
+  [[ -n $line ]] && { kill -KILL "$line"; wait "$line"; } 2>/dev/null
   for ns in "$ns_a" "$ns_b"; do
     # shellcheck disable=SC2046
     kill -KILL $(ip netns pids "$ns" 2>/dev/null) 2>/dev/null
@@ -62,15 +70,30 @@ trap 'exit 1' INT TERM HUP
 # The two hosts and the link between them.
 ip netns add "$ns_a"
 ip netns add "$ns_b"
-ip link add veth0 netns "$ns_a" type veth peer name veth0 netns "$ns_b"
-ip -n "$ns_a" addr add "$ip_a/24" dev veth0
-ip -n "$ns_b" addr add "$ip_b/24" dev veth0
+if [[ $mode == delay ]]; then
+  dev=tun0
+  "$delay_line" "$ns_a" "$ns_b" 50 >"$dir/line" 2>&1 &
+  line=$!
+  for _ in $(seq 100); do [[ -s $dir/line ]] && break; sleep 0.05; done
+  if [[ $(cat "$dir/line") != ready ]]; then
+    cat "$dir/line"
+    echo "two_hosts.sh: the delay line did not start"
+    exit 1
+  fi
+  link="a link of 50 ms each way (delay_line)"
+else
+  dev=veth0
+  ip link add veth0 netns "$ns_a" type veth peer name veth0 netns "$ns_b"
+  link="a veth pair"
+fi
+ip -n "$ns_a" addr add "$ip_a/24" dev $dev
+ip -n "$ns_b" addr add "$ip_b/24" dev $dev
 for ns in "$ns_a" "$ns_b"; do
   ip -n "$ns" link set lo up
-  ip -n "$ns" link set veth0 up
+  ip -n "$ns" link set $dev up
 done
 mkdir -p "$dir/tmp/$ns_a" "$dir/tmp/$ns_b"
-echo "two_hosts.sh: $ns_a ($ip_a) and $ns_b ($ip_b) joined by a veth pair"
+echo "two_hosts.sh: $ns_a ($ip_a) and $ns_b ($ip_b) joined by $link"
 
 export SMP_NETNS_HOSTS="$ip_b=$ns_b" SMP_NETNS_TMP="$dir/tmp"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -98,16 +121,29 @@ on_host_a() {
      sh -c 'echo "$0" > /proc/sys/kernel/hostname && exec "$@"' "$ns_a" "$@")
 }
 
-veth_bytes() {  # NS: bytes sent and received on its veth
+link_bytes() {  # NS: bytes sent and received on its end of the link
   # shellcheck disable=SC2016  # expanded by the inner shell
-  ip netns exec "$1" sh -c 'echo $(($(cat /sys/class/net/veth0/statistics/tx_bytes) + $(cat /sys/class/net/veth0/statistics/rx_bytes)))'
+  ip netns exec "$1" sh -c 'echo $(($(cat /sys/class/net/$0/statistics/tx_bytes) + $(cat /sys/class/net/$0/statistics/rx_bytes)))' $dev
 }
 
 mnist_args=(--init "$golden/mnist_init.safetensors" --optimizer sgd --lr 0.01 --momentum 0.9
             --no-shuffle --batch-size 32 --dropout off --skip-test)
 
-if [[ $mode == match ]]; then
-  # What must cross the veth, at least (half of it is asked for, so that only a run that kept
+if [[ $mode == delay ]]; then
+  # The round trip: a connection to a closed port of the other host is refused one round trip
+  # after it is asked for.
+  start=$(ms)
+  ip netns exec "$ns_a" bash -c "exec 3<>/dev/tcp/$ip_b/9" 2>/dev/null && true
+  rtt=$(($(ms) - start))
+  echo "two_hosts.sh: round trip $rtt ms"
+  if ((rtt < 100)); then
+    echo "two_hosts.sh: the round trip is under 100 ms: the link is not delayed"
+    exit 1
+  fi
+fi
+
+if [[ $mode == match || $mode == delay ]]; then
+  # What must cross the link, at least (half of it is asked for, so that only a run that kept
   # its traffic off the link fails). mnist's parameters: stage 0 18,816, stage 1 1,181,066.
   # At placement cluster each of the 20 steps allreduces every gradient between the hosts,
   # 4 bytes a parameter each way: 2 x 20 x 4 x 1,199,882 = 192 MB. At spread only
@@ -118,7 +154,7 @@ if [[ $mode == match ]]; then
     cfg=$(distribution "$placement" "" "--display-map")
     out=$out_dir/mnist_two_hosts_$placement.safetensors
     rm -f "$out"
-    before=$(veth_bytes "$ns_a")
+    before=$(link_bytes "$ns_a")
     start=$(ms)
     if ! on_host_a timeout 240 "$smprun" --distribution "$cfg" --hosts "$ip_a:2,$ip_b:2" -- \
            "$mnist" "${mnist_args[@]}" --steps 20 --save "$out" >"$dir/out" 2>&1; then
@@ -127,16 +163,16 @@ if [[ $mode == match ]]; then
       exit 1
     fi
     took=$(($(ms) - start))
-    bytes=$(($(veth_bytes "$ns_a") - before))
+    bytes=$(($(link_bytes "$ns_a") - before))
     cat "$dir/out"
     # Open MPI's map: two nodes (mpirun's own, and 192.0.2.2 through the agent), 2 ranks each.
     if [[ $(grep -c "Num procs: 2" "$dir/out") -lt 2 ]] || ! grep -q "Data for node: $ip_b" "$dir/out"; then
       echo "two_hosts.sh: Open MPI did not map 2 ranks to each of the two hosts"
       exit 1
     fi
-    echo "two_hosts.sh: placement $placement: $(secs $took) s, $bytes bytes over the veth (at least $min_bytes expected)"
+    echo "two_hosts.sh: placement $placement: $(secs $took) s, $bytes bytes over $dev (at least $min_bytes expected)"
     if ((bytes < min_bytes)); then
-      echo "two_hosts.sh: too little traffic crossed the veth: did the ranks talk over it?"
+      echo "two_hosts.sh: too little traffic crossed $dev: did the ranks talk over it?"
       exit 1
     fi
     "$compare" "$out" "$one" --rel "$rel" --base "$golden/mnist_init.safetensors"

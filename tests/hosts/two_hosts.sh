@@ -24,7 +24,8 @@
 #   or pulled cable looks to TCP). Every rank must print an error naming the ranks on the other
 #   host within comm_timeout + 5 s (each rank's stderr is copied on its own host: the far
 #   host's output cannot reach mpirun) and end within comm_timeout + 20 s, every rank must
-#   leave its flight record, and the whole job must end, non-zero, within comm_timeout + 45 s
+#   leave its flight record, smp-flight ($FLIGHT) must tell the split network from a stalled
+#   rank, and the whole job must end, non-zero, within comm_timeout + 45 s
 #   (see docs/reliability.md and docs/launcher.md for the launcher's part).
 #
 # The namespaces, their processes and the scratch directory are removed on every exit. Needs
@@ -286,6 +287,13 @@ for r in 0 1 2 3; do
     fail=1
   fi
 done
+# smp-flight over the records: a split network, not a rank that is behind.
+report=$("${FLIGHT:?FLIGHT must name smp-flight in mode cut}" "$dir" 2>&1) || true
+echo "$report"
+if ! grep -q "ranks \[0, 1\] and \[2, 3\] each stopped hearing from the other side" <<<"$report"; then
+  echo "two_hosts.sh: smp-flight does not find the network between the hosts failed"
+  fail=1
+fi
 # What the user sees at mpirun: the errors of the ranks on its own host (the other host's
 # output would have to cross the cut link).
 if ! grep -Eq "^smp: rank [01] failed: .*ranks \[2, 3\] did not answer" "$dir/out"; then

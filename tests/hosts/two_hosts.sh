@@ -160,7 +160,7 @@ if [[ $mode == match || $mode == delay ]]; then
     rm -f "$out"
     before=$(link_bytes "$ns_a")
     start=$(ms)
-    if ! on_host_a timeout 240 "$smprun" --distribution "$cfg" --hosts "$ip_a:2,$ip_b:2" -- \
+    if ! on_host_a timeout 150 "$smprun" --distribution "$cfg" --hosts "$ip_a:2,$ip_b:2" -- \
            "$mnist" "${mnist_args[@]}" --steps 20 --save "$out" >"$dir/out" 2>&1; then
       cat "$dir/out"
       echo "two_hosts.sh: the $placement run failed"

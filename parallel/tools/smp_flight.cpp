@@ -152,6 +152,44 @@ int main(int argc, char** argv) try {
     if (rec.contains("silent_ranks"))
       for (int x : rec["silent_ranks"])
         if (x != r) silent[x].insert(r);
+  // A split network: every rank found silent was itself waiting and asking, so it was running.
+  // Ranks that still heard each other are on one side; when several sides each found the
+  // others silent, the link between them failed, not a rank.
+  bool all_asked = !silent.empty();
+  for (const auto& [x, who] : silent)
+    all_asked = all_asked && records.count(x) && records[x].contains("silent_ranks") &&
+                !records[x]["silent_ranks"].empty();
+  if (all_asked) {
+    std::map<int, int> side;  // rank -> smallest rank on its side (ranks with records only)
+    for (const auto& [r, rec] : records) side[r] = r;
+    auto find = [&](int r) {
+      while (side[r] != r) r = side[r];
+      return r;
+    };
+    auto found_silent = [&](int r, int x) {
+      const json& s = records[r].contains("silent_ranks") ? records[r]["silent_ranks"] : json();
+      return s.is_array() && std::find(s.begin(), s.end(), json(x)) != s.end();
+    };
+    for (const auto& [r, rec] : records)
+      for (const auto& [q, rec2] : records)
+        if (r < q && !found_silent(r, q) && !found_silent(q, r)) {
+          const int a = find(r), b = find(q);
+          side[std::max(a, b)] = std::min(a, b);
+        }
+    std::map<int, std::vector<int>> sides;
+    for (const auto& [r, rec] : records) sides[find(r)].push_back(r);
+    if (sides.size() > 1) {
+      std::vector<std::string> names;
+      for (const auto& [root, members] : sides)
+        names.push_back(fmt::format("[{}]", fmt::join(members, ", ")));
+      fmt::print(
+          "no rank is behind: ranks {} each stopped hearing from the other side while "
+          "answering their own; the network between them failed (a cut link or a host's "
+          "network)\n",
+          fmt::join(names, " and "));
+      return 0;
+    }
+  }
   if (!silent.empty()) {
     for (const auto& [x, who] : silent)
       fmt::print(

@@ -197,7 +197,9 @@ ThreadPool& pool() {
   return p;
 }
 
-int g_num_threads = -1;
+// Read by every parallel_for on any thread (data-loader workers, pipeline tasks), written by
+// set_num_threads: atomic, or the first readers race on the lazy initialisation.
+std::atomic<int> g_num_threads{-1};
 
 }  // namespace
 
@@ -205,12 +207,16 @@ void set_num_threads(int n) {
   SMP_CHECK(n >= 1, "set_num_threads: expected at least 1 thread, got {}", n);
   std::lock_guard<std::mutex> g(g_pool_mu);
   pool().resize(n);
-  g_num_threads = n;
+  g_num_threads.store(n, std::memory_order_relaxed);
 }
 
 int get_num_threads() {
-  if (g_num_threads < 0) g_num_threads = pool().size();
-  return g_num_threads;
+  int n = g_num_threads.load(std::memory_order_relaxed);
+  if (n >= 0) return n;
+  std::lock_guard<std::mutex> g(g_pool_mu);  // pool().size() against a concurrent resize
+  n = pool().size();
+  int unset = -1;
+  return g_num_threads.compare_exchange_strong(unset, n, std::memory_order_relaxed) ? n : unset;
 }
 
 bool in_parallel_region() { return t_in_pool; }

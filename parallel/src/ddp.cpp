@@ -10,6 +10,8 @@
 #include <mutex>
 #include <set>
 
+#include "comm/backend.h"
+
 namespace smp {
 namespace detail {
 
@@ -161,6 +163,9 @@ class GradReducer {
 
   void launch_ready() {
     while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+      // Named for the stall check: a rank that skips backward leaves the others waiting here.
+      detail::CallScope scope(fmt::format("DistributedModel::backward (gradient bucket {} of {})",
+                                          next_launch_ + 1, buckets_.size()));
       Bucket& b = buckets_[next_launch_++];
       b.launched = std::chrono::steady_clock::now();
       b.work = comm_.allreduce(b.flat, ReduceOp::Avg);

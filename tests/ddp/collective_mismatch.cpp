@@ -5,6 +5,8 @@
 //   collective_mismatch order         ranks call barrier and allgather in different orders
 //   collective_mismatch state_dict    (pp 2) only pipeline rank 0 calls model.state_dict(),
 //                                     then every rank calls smp::barrier
+//   collective_mismatch backward      (dp 2) rank 0 trains a step; rank 1 skips it and leaves
+//                                     main, so rank 0's gradient allreduce waits alone
 //   collective_mismatch slow          rank 0 computes for 8 s before the barrier: no error
 #include <smp/smp.h>
 
@@ -40,6 +42,19 @@ int main(int argc, char** argv) {
       s(model, smp::randn({4, 4}));
       if (smp::pp_rank() == 0) model.state_dict();
       smp::barrier();
+    } else if (mode == "backward") {
+      auto net = std::make_shared<smp::nn::Linear>(4, 4);
+      smp::DistributedModel model(net);
+      auto s = smp::step([](smp::DistributedModel& m, smp::Tensor x) {
+        smp::Tensor loss = m(x).sum();
+        m.backward(loss);
+        return loss;
+      });
+      smp::DistributedOptimizer opt(std::make_shared<smp::optim::SGD>(model.parameters(), 0.1));
+      if (smp::rank() == 0) {
+        s(model, smp::randn({4, 4}));
+        opt.step();  // waits for the gradient allreduce
+      }
     } else if (mode == "slow") {
       if (smp::rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(8));
       smp::barrier();

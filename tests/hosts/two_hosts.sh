@@ -102,6 +102,13 @@ echo "two_hosts.sh: $ns_a ($ip_a) and $ns_b ($ip_b) joined by $link"
 export SMP_NETNS_HOSTS="$ip_b=$ns_b" SMP_NETNS_TMP="$dir/tmp"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
+# The sanitizer runs' options (tools/run sanitize, tsan) reach the far host's ranks as any
+# environment would on real hosts: forwarded by mpirun.
+forward=""
+for v in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+  if [[ -n ${!v:-} ]]; then forward+=" -x $v"; fi
+done
+
 # distribution PLACEMENT EXTRA_PARAMETERS EXTRA_MPI_OPTIONS: a distribution file for 2 ranks a
 # host, pp 2 x dp 2. Only the MCA parameters below reach the remote host (the agent starts it
 # with a clean environment, as ssh would).
@@ -112,7 +119,7 @@ distribution() {
    "partitions": 2, "microbatches": 4, "pipeline": "interleaved", "ddp": true,
    "placement_strategy": "$1"$2}}},
  "mpi": {"enabled": true, "processes_per_host": 2,
-   "custom_mpi_options": "--mca plm_rsh_agent $here/netns_agent.sh --mca btl tcp,vader,self --mca btl_tcp_if_include 192.0.2.0/24 --mca oob_tcp_if_include 192.0.2.0/24 $3"}}
+   "custom_mpi_options": "--mca plm_rsh_agent $here/netns_agent.sh --mca btl tcp,vader,self --mca btl_tcp_if_include 192.0.2.0/24 --mca oob_tcp_if_include 192.0.2.0/24$forward $3"}}
 EOF
   echo "$f"
 }

@@ -238,7 +238,10 @@ Config Config::from_json(const nlohmann::json& params, const std::string& source
   const Reader r{source};
   const auto& table = key_table();
   Config c;
-  for (const auto& [key, value] : params.items()) {
+  for (const auto& item : params.items()) {
+    // Named, not a structured binding: clang before 16 cannot capture one in the lambda.
+    const std::string& key = item.key();
+    const json& value = item.value();
     auto it =
         std::find_if(table.begin(), table.end(), [&](const auto& e) { return e.first == key; });
     if (it == table.end())

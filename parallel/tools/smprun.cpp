@@ -11,14 +11,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "distribution.h"
+
 namespace {
 
-using nlohmann::json;
+using smp::launcher::Distribution;
 
 constexpr const char* kUsage =
     "usage: smprun --distribution FILE.json [--hosts HOST:SLOTS,...] [--dry-run]\n"
@@ -126,48 +127,6 @@ std::vector<Host> parse_hosts(const std::string& list, int default_slots) {
   return hosts;
 }
 
-// Splits `s` into words as a POSIX shell would for plain text: blanks separate, '...' is
-// literal, "..." allows \" \\ \$ \` escapes, and a backslash outside quotes escapes the next
-// character. No expansion of any kind happens.
-std::vector<std::string> split_words(const std::string& s) {
-  std::vector<std::string> words;
-  std::string cur;
-  bool in_word = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == ' ' || c == '\t' || c == '\n') {
-      if (in_word) words.push_back(cur);
-      cur.clear();
-      in_word = false;
-    } else if (c == '\'') {
-      const auto close = s.find('\'', i + 1);
-      if (close == std::string::npos)
-        usage_error(fmt::format("custom_mpi_options: unterminated ' in \"{}\"", s));
-      cur += s.substr(i + 1, close - i - 1);
-      i = close;
-      in_word = true;
-    } else if (c == '"') {
-      size_t j = i + 1;
-      for (; j < s.size() && s[j] != '"'; ++j) {
-        if (s[j] == '\\' && j + 1 < s.size() && std::strchr("\"\\$`", s[j + 1])) ++j;
-        cur += s[j];
-      }
-      if (j >= s.size())
-        usage_error(fmt::format("custom_mpi_options: unterminated \" in \"{}\"", s));
-      i = j;
-      in_word = true;
-    } else if (c == '\\') {
-      if (i + 1 < s.size()) cur += s[++i];
-      in_word = true;
-    } else {
-      cur += c;
-      in_word = true;
-    }
-  }
-  if (in_word) words.push_back(cur);
-  return words;
-}
-
 // A word the shell reads back unchanged.
 std::string shell_quote(const std::string& w) {
   const bool plain = !w.empty() && w.find_first_not_of(
@@ -211,88 +170,21 @@ std::string unrunnable(const std::string& program) {
   return "";
 }
 
-// Member `key` of object `parent` (named `where` in messages), which must be an object.
-const json& sub_object(const json& parent, const std::string& key, const std::string& where,
-                       const std::string& file) {
-  if (!parent.contains(key))
-    usage_error(fmt::format("{}: {} has no \"{}\" dictionary", file, where, key));
-  const json& v = parent.at(key);
-  if (!v.is_object())
-    usage_error(fmt::format("{}: \"{}\" is {}; expected a dictionary", file, key, v.dump()));
-  return v;
-}
-
-void expect_only(const json& obj, const std::vector<std::string>& keys, const std::string& where,
-                 const std::string& file) {
-  for (const auto& [k, v] : obj.items())
-    if (std::find(keys.begin(), keys.end(), k) == keys.end())
-      usage_error(fmt::format("{}: unknown key \"{}\" in {}; the known keys are: {}", file, k,
-                              where, fmt::join(keys, ", ")));
-}
-
-void expect_enabled(const json& obj, const std::string& where, const std::string& file) {
-  if (!obj.contains("enabled"))
-    usage_error(
-        fmt::format("{}: {} has no \"enabled\"; smprun needs \"enabled\": true", file, where));
-  if (obj.at("enabled") != json(true))
-    usage_error(fmt::format("{}: {} has \"enabled\": {}; smprun needs \"enabled\": true", file,
-                            where, obj.at("enabled").dump()));
-}
-
-struct Launch {
-  json parameters;
-  int processes_per_host = 1;
-  std::vector<std::string> custom_options;
-};
-
-Launch read_distribution(const std::string& file) {
+Distribution read_distribution(const std::string& file) {
   std::ifstream in(file);
   if (!in) usage_error(fmt::format("cannot read {}: {}", file, std::strerror(errno)));
   std::stringstream text;
   text << in.rdbuf();
-  json d;
   try {
-    d = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    usage_error(fmt::format("{}: not valid JSON: {}", file, e.what()));
+    return smp::launcher::parse_distribution(text.str(), file);
+  } catch (const smp::ConfigError& e) {
+    usage_error(e.what());
   }
-  if (!d.is_object())
-    usage_error(fmt::format("{}: expected a JSON object (the distribution dictionary), got {}",
-                            file, d.dump()));
-  expect_only(d, {"smdistributed", "mpi"}, "the distribution dictionary", file);
-
-  const json& smd = sub_object(d, "smdistributed", "the distribution dictionary", file);
-  const json& mp = sub_object(smd, "modelparallel", "\"smdistributed\"", file);
-  expect_only(mp, {"enabled", "parameters"}, "\"modelparallel\"", file);
-  expect_enabled(mp, "\"modelparallel\"", file);
-  const json& mpi = sub_object(d, "mpi", "the distribution dictionary", file);
-  expect_only(mpi, {"enabled", "processes_per_host", "custom_mpi_options"}, "\"mpi\"", file);
-  expect_enabled(mpi, "\"mpi\"", file);
-
-  Launch l;
-  l.parameters = mp.contains("parameters") ? mp.at("parameters") : json::object();
-  if (!mpi.contains("processes_per_host"))
-    usage_error(fmt::format("{}: \"mpi\" has no \"processes_per_host\" (an integer >= 1)", file));
-  const json& ppn = mpi.at("processes_per_host");
-  if (!ppn.is_number_integer() || ppn.get<long long>() < 1 || ppn.get<long long>() > 1000000)
-    usage_error(fmt::format("{}: \"processes_per_host\" is {}; expected an integer >= 1", file,
-                            ppn.dump()));
-  l.processes_per_host = ppn.get<int>();
-  if (mpi.contains("custom_mpi_options")) {
-    const json& opts = mpi.at("custom_mpi_options");
-    if (!opts.is_string())
-      usage_error(
-          fmt::format("{}: \"custom_mpi_options\" is {}; expected a string of mpirun "
-                      "options",
-                      file, opts.dump()));
-    l.custom_options = split_words(opts.get<std::string>());
-  }
-  return l;
 }
 
 int run(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
-  const Launch l = read_distribution(o.distribution);
+  const Distribution l = read_distribution(o.distribution);
   const int ppn = l.processes_per_host;
   const std::vector<Host> hosts = o.hosts.empty() ? std::vector<Host>{} : parse_hosts(o.hosts, ppn);
   const int nhosts = hosts.empty() ? 1 : static_cast<int>(hosts.size());

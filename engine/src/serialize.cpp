@@ -2,6 +2,7 @@
 // (name -> {dtype, shape, data_offsets} plus "__metadata__"), then the raw data buffer.
 // Offsets are relative to the start of the data buffer. Every check on a file that is read
 // names the file, since a corrupt checkpoint is a user-facing error, never a crash.
+#include <smp/engine/json_excerpt.h>
 #include <smp/engine/serialize.h>
 
 #include <algorithm>
@@ -97,7 +98,7 @@ struct Parsed {
 uint64_t get_u64(const json& v, const std::string& path, const std::string& what) {
   SMP_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0),
             "load_safetensors: '{}': {} must be a non-negative integer, got {}", path, what,
-            v.dump());
+            json_excerpt(v));
   return v.get<uint64_t>();
 }
 
@@ -137,7 +138,7 @@ Parsed parse(const std::string& path, bool header_only = false) {
       for (const auto& [k, v] : info.items()) {
         SMP_CHECK(v.is_string(),
                   "load_safetensors: '{}': {} value for '{}' must be a string, got {}", path,
-                  kMetadataKey, k, v.dump());
+                  kMetadataKey, k, json_excerpt(v));
         p.metadata[k] = v.get<std::string>();
       }
       continue;
@@ -145,18 +146,18 @@ Parsed parse(const std::string& path, bool header_only = false) {
     SMP_CHECK(info.is_object() && info.contains("dtype") && info.contains("shape") &&
                   info.contains("data_offsets"),
               "load_safetensors: '{}': tensor '{}' needs dtype, shape and data_offsets, got {}",
-              path, name, info.dump());
+              path, name, json_excerpt(info));
     Entry e;
     e.name = name;
     const json& dt = info["dtype"];
     SMP_CHECK(dt.is_string() && dtype_from_safetensors_name(dt.get<std::string>(), &e.dtype),
               "load_safetensors: '{}': tensor '{}' has unsupported dtype {} (expected one of F32, "
               "F64, F16, BF16, I64, I32, U8, BOOL)",
-              path, name, dt.dump());
+              path, name, json_excerpt(dt));
     const json& shape = info["shape"];
     SMP_CHECK(shape.is_array(),
               "load_safetensors: '{}': tensor '{}' shape must be an array, got {}", path, name,
-              shape.dump());
+              json_excerpt(shape));
     // Bound numel so numel * element_size cannot overflow.
     uint64_t numel = 1;
     constexpr uint64_t kMaxNumel = uint64_t{1} << 60;
@@ -164,14 +165,14 @@ Parsed parse(const std::string& path, bool header_only = false) {
       uint64_t dim = get_u64(d, path, "tensor '" + name + "' shape entry");
       SMP_CHECK(dim <= kMaxNumel && (dim == 0 || numel <= kMaxNumel / dim),
                 "load_safetensors: '{}': tensor '{}' shape {} is too large", path, name,
-                shape.dump());
+                json_excerpt(shape));
       numel *= dim;
       e.shape.push_back(static_cast<int64_t>(dim));
     }
     const json& off = info["data_offsets"];
     SMP_CHECK(off.is_array() && off.size() == 2,
               "load_safetensors: '{}': tensor '{}' data_offsets must be [begin, end], got {}", path,
-              name, off.dump());
+              name, json_excerpt(off));
     e.begin = get_u64(off[0], path, "tensor '" + name + "' data_offsets");
     e.end = get_u64(off[1], path, "tensor '" + name + "' data_offsets");
     SMP_CHECK(e.begin <= e.end,
@@ -183,7 +184,7 @@ Parsed parse(const std::string& path, bool header_only = false) {
         e.end - e.begin == expected,
         "load_safetensors: '{}': tensor '{}' of dtype {} and shape {} needs {} bytes, but its "
         "data_offsets [{}, {}] span {}",
-        path, name, safetensors_name(e.dtype), shape.dump(), expected, e.begin, e.end,
+        path, name, safetensors_name(e.dtype), json_excerpt(shape), expected, e.begin, e.end,
         e.end - e.begin);
     SMP_CHECK(
         e.end <= data_size,

@@ -1,5 +1,6 @@
 // smp::Config: SMP's `modelparallel` parameters, checked key by key, then in combination.
 #include <fmt/format.h>
+#include <smp/engine/json_excerpt.h>
 #include <smp/parallel/config.h>
 
 #include <algorithm>
@@ -20,7 +21,7 @@ using nlohmann::json;
 }
 
 // A value as the user wrote it: strings keep their quotes, so "2" and 2 read differently.
-std::string show(const json& v) { return v.dump(); }
+std::string show(const json& v) { return json_excerpt(v); }
 
 const char* kind_of(const json& v) {
   switch (v.type()) {

@@ -3,6 +3,7 @@
 #include "distribution.h"
 
 #include <fmt/format.h>
+#include <smp/engine/json_excerpt.h>
 
 #include <algorithm>
 #include <cstring>
@@ -22,7 +23,7 @@ const json& sub_object(const json& parent, const std::string& key, const std::st
     usage_error(fmt::format("{}: {} has no \"{}\" dictionary", file, where, key));
   const json& v = parent.at(key);
   if (!v.is_object())
-    usage_error(fmt::format("{}: \"{}\" is {}; expected a dictionary", file, key, v.dump()));
+    usage_error(fmt::format("{}: \"{}\" is {}; expected a dictionary", file, key, json_excerpt(v)));
   return v;
 }
 
@@ -40,7 +41,7 @@ void expect_enabled(const json& obj, const std::string& where, const std::string
         fmt::format("{}: {} has no \"enabled\"; smprun needs \"enabled\": true", file, where));
   if (obj.at("enabled") != json(true))
     usage_error(fmt::format("{}: {} has \"enabled\": {}; smprun needs \"enabled\": true", file,
-                            where, obj.at("enabled").dump()));
+                            where, json_excerpt(obj.at("enabled"))));
 }
 
 }  // namespace
@@ -54,7 +55,7 @@ Distribution parse_distribution(const std::string& text, const std::string& file
   }
   if (!d.is_object())
     usage_error(fmt::format("{}: expected a JSON object (the distribution dictionary), got {}",
-                            file, d.dump()));
+                            file, json_excerpt(d)));
   expect_only(d, {"smdistributed", "mpi"}, "the distribution dictionary", file);
 
   const json& smd = sub_object(d, "smdistributed", "the distribution dictionary", file);
@@ -72,7 +73,7 @@ Distribution parse_distribution(const std::string& text, const std::string& file
   const json& ppn = mpi.at("processes_per_host");
   if (!ppn.is_number_integer() || ppn.get<long long>() < 1 || ppn.get<long long>() > 1000000)
     usage_error(fmt::format("{}: \"processes_per_host\" is {}; expected an integer >= 1", file,
-                            ppn.dump()));
+                            json_excerpt(ppn)));
   l.processes_per_host = ppn.get<int>();
   if (mpi.contains("custom_mpi_options")) {
     const json& opts = mpi.at("custom_mpi_options");
@@ -80,7 +81,7 @@ Distribution parse_distribution(const std::string& text, const std::string& file
       usage_error(
           fmt::format("{}: \"custom_mpi_options\" is {}; expected a string of mpirun "
                       "options",
-                      file, opts.dump()));
+                      file, json_excerpt(opts)));
     l.custom_options = split_words(opts.get<std::string>());
   }
   return l;

@@ -282,6 +282,27 @@ TEST(Safetensors, CorruptFilesAreErrorsNamingTheFile) {
   }
 }
 
+// A value nested 100,000 deep in the header is quoted in the message cut short; quoting it
+// whole recursed once per level and overflowed the stack.
+TEST(Safetensors, DeeplyNestedHeaderValueIsAnError) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string path = temp_path("deep");
+  write_bytes(path,
+              file_bytes(R"({"a":{"dtype":"F32","shape":[)" + deep + R"(],"data_offsets":[0,8]}})",
+                         std::string(8, '\0')));
+  std::string msg;
+  try {
+    load_safetensors(path);
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  // Eight levels shown, the rest elided.
+  const std::string shown = std::string(8, '[') + "[...]" + std::string(8, ']');
+  EXPECT_NE(msg.find("shape entry must be a non-negative integer, got " + shown), std::string::npos)
+      << msg.substr(0, 500);
+  EXPECT_LT(msg.size(), 1000u);
+}
+
 TEST(Safetensors, MetadataOfCorruptFileIsAnError) {
   const std::string path = temp_path("corrupt_meta");
   write_bytes(path, file_bytes(R"({"__metadata__":)", ""));

@@ -469,3 +469,14 @@ TEST(Config, ErrorsAreSmpErrors) {
 }
 
 }  // namespace
+
+// A value nested 100,000 deep (200 KB of brackets) is quoted in the message cut short; quoting
+// it whole recursed once per level and overflowed the stack.
+TEST(Config, DeeplyNestedValueIsQuotedShort) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string msg = error_of("{\"microbatches\": " + deep + "}");
+  // Eight levels shown, the rest elided.
+  const std::string shown = std::string(8, '[') + "[...]" + std::string(8, ']');
+  EXPECT_NE(msg.find("'microbatches' is " + shown + " but"), std::string::npos) << msg;
+  EXPECT_LT(msg.size(), 1000u);
+}

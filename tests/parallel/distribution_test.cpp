@@ -43,3 +43,15 @@ TEST(Distribution, RefusalsNameTheFile) {
                 .find("unterminated '"),
             std::string::npos);
 }
+
+// A document nested 100,000 deep (200 KB) is quoted in the message cut short; quoting it whole
+// recursed once per level and overflowed smprun's stack.
+TEST(Distribution, DeeplyNestedDocumentIsQuotedShort) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string msg = error_of(deep);
+  const std::string shown = std::string(8, '[') + "[...]" + std::string(8, ']');
+  EXPECT_NE(msg.find("expected a JSON object (the distribution dictionary), got " + shown),
+            std::string::npos)
+      << msg.substr(0, 300);
+  EXPECT_LT(msg.size(), 1000u);
+}

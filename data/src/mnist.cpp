@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include <smp/data/mnist.h>
 #include <smp/engine/error.h>
 #include <zlib.h>
@@ -10,6 +11,13 @@
 namespace smp::data {
 
 namespace {
+
+// read_idx refuses a header that declares more data than this, before allocating (a corrupt
+// length field, not a data set: Fashion-MNIST's training images are 47 MB).
+constexpr uint64_t kMaxIdxDataBytes = uint64_t{4} << 30;
+// A deflate stream expands at most 1032-fold (zlib's FAQ), so a gzip file of n bytes holds at
+// most 1032·n bytes.
+constexpr uint64_t kMaxDeflateRatio = 1032;
 
 // gzopen/gzread read raw files transparently, so one path serves both formats.
 struct GzFile {
@@ -56,6 +64,9 @@ Tensor read_idx(const std::string& path, int expected_dims) {
             "read_idx: expected_dims must be 1..3, got {}", expected_dims);
   GzFile g(path);
   SMP_CHECK(g.f != nullptr, "{}: cannot open: {}", path, std::strerror(errno));
+  std::error_code ec;
+  const uint64_t file_size = std::filesystem::file_size(path, ec);
+  SMP_CHECK(!ec, "{}: cannot tell its size: {}", path, ec.message());
   unsigned char head[4];
   read_exact(g, path, head, 4, "the magic number");
   uint32_t magic = big_endian(head);
@@ -64,14 +75,35 @@ Tensor read_idx(const std::string& path, int expected_dims) {
             "{}: bad magic number {} (0x{:08x}), expected {} (unsigned bytes, {}-D){}", path, magic,
             magic, want, expected_dims, (magic & 0xffff0000u) != 0 ? "; not an IDX file" : "");
   Shape shape;
-  int64_t numel = 1;
+  uint64_t numel = 1;  // <= kMaxIdxDataBytes * 2^28 while checked: no overflow
+  bool too_large = false;
   for (int d = 0; d < expected_dims; ++d) {
     read_exact(g, path, head, 4, "the header");
     uint32_t n = big_endian(head);
     SMP_CHECK(d == 0 || n > 0, "{}: dimension {} is 0", path, d);
     SMP_CHECK(n <= (1u << 28), "{}: dimension {} is {}, implausibly large", path, d, n);
     shape.push_back(static_cast<int64_t>(n));
-    numel *= static_cast<int64_t>(n);
+    if (!too_large) numel *= n;
+    too_large = too_large || numel > kMaxIdxDataBytes;
+  }
+  // The declared size against the bytes present, before allocating for it.
+  const uint64_t header_bytes = 4 + 4 * static_cast<uint64_t>(expected_dims);
+  SMP_CHECK(!too_large,
+            "{}: the header declares shape {}, more than the {} bytes of data read_idx accepts "
+            "(corrupt header?)",
+            path, shape, kMaxIdxDataBytes);
+  if (gzdirect(g.f)) {
+    const uint64_t present = file_size - header_bytes;  // the header was read from the file
+    SMP_CHECK(numel <= present,
+              "{}: the header declares shape {}, {} bytes of data, but the file has only {} "
+              "after its {}-byte header (truncated file?)",
+              path, shape, numel, present, header_bytes);
+  } else {
+    const uint64_t can = kMaxDeflateRatio * file_size;
+    SMP_CHECK(header_bytes + numel <= can,
+              "{}: the header declares shape {}, {} bytes of data, but a {}-byte gzip file "
+              "inflates to at most {} (truncated file?)",
+              path, shape, numel, file_size, can);
   }
   Tensor t = empty(shape, kUInt8);
   read_exact(g, path, t.data_ptr(), static_cast<size_t>(numel),

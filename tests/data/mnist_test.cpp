@@ -171,6 +171,59 @@ TEST(MnistIdx, CorruptFilesAreErrorsNamingTheFile) {
   }
 }
 
+// A size declared in the header is checked against the bytes present (raw), against what the
+// compressed bytes can inflate to (gzip) and against 4 GiB, before anything is allocated for
+// it. Without these checks the first case asks for 210 GB and the others read past a large
+// allocation before reporting truncation.
+TEST(MnistIdx, HostileSizesAreRefusedBeforeAllocating) {
+  TempDir d;
+  const std::vector<uint8_t> hundred(100, 7);
+  struct Case {
+    const char* name;
+    bool gz;
+    std::vector<uint8_t> bytes;
+    int dims;
+    std::vector<std::string> expect;
+  };
+  const std::vector<Case> cases = {
+      {"images_2p28",
+       false,
+       smp::test::idx_bytes(2051, {1u << 28, 28, 28}, hundred),
+       3,
+       {"declares shape [268435456, 28, 28]", "more than the 4294967296 bytes"}},
+      {"labels_2p28",
+       false,
+       smp::test::idx_bytes(2049, {1u << 28}, hundred),
+       1,
+       {"268435456 bytes of data, but the file has only 100 after its 8-byte header"}},
+      {"images_1000",
+       false,
+       smp::test::idx_bytes(2051, {1000, 28, 28}, hundred),
+       3,
+       {"declares shape [1000, 28, 28], 784000 bytes of data, but the file has only 100 after "
+        "its 16-byte header"}},
+      {"images_60000.gz",
+       true,
+       smp::test::idx_bytes(2051, {60000, 28, 28}, hundred),
+       3,
+       {"declares shape [60000, 28, 28], 47040000 bytes of data, but a ",
+        "-byte gzip file "
+        "inflates to at most"}},
+  };
+  for (const auto& c : cases) {
+    const std::string path = d / c.name;
+    smp::test::write_file(path, c.bytes, c.gz);
+    std::string msg = error_of([&] { read_idx(path, c.dims); });
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    for (const auto& e : c.expect) EXPECT_NE(msg.find(e), std::string::npos) << msg;
+  }
+  // The bound on gzip files is the deflate limit, not a guess: 1032-fold still loads.
+  std::vector<uint8_t> zeros(200000, 0);
+  const std::string zpath = d / "zeros.gz";
+  smp::test::write_file(zpath, smp::test::idx_bytes(2049, {200000}, zeros), true);
+  EXPECT_EQ(read_idx(zpath, 1).numel(), 200000);
+}
+
 TEST(MnistIdx, RealFashionMnist) {
   const std::string root = "/usr/share/datasets/fashion-mnist";
   // Both are test dependencies (tools/run installs dataset-fashion-mnist): missing is a failure.

@@ -8,6 +8,7 @@
 #include <png.h>
 
 #include <algorithm>
+#include <climits>
 #include <csetjmp>
 #include <cstring>
 #include <filesystem>
@@ -26,12 +27,27 @@ std::vector<unsigned char> read_file(const std::string& path) {
   return buf;
 }
 
+// A deflate stream (a PNG's image data) expands at most 1032-fold (zlib's FAQ: 258 bytes per
+// 2-bit length/distance pair), so a PNG file of n bytes holds at most 1032·n bytes of rows.
+constexpr uint64_t kMaxDeflateRatio = 1032;
+
+// The message for an image larger than max_pixels; `what` is "JPEG" or "PNG".
+void describe_too_large(char* out, size_t n, const char* what, uint64_t w, uint64_t h,
+                        int64_t max_pixels) {
+  std::snprintf(out, n,
+                "the %s header declares %llu x %llu = %llu pixels, more than the %lld that "
+                "read_image allows (max_pixels)",
+                what, static_cast<unsigned long long>(w), static_cast<unsigned long long>(h),
+                static_cast<unsigned long long>(w * h), static_cast<long long>(max_pixels));
+}
+
 // libjpeg's default error_exit calls exit(); ours longjmps back into decode_jpeg, and
 // warnings (a truncated stream is only a warning to libjpeg) count as errors, as PIL does.
 struct JpegErr {
   jpeg_error_mgr pub;
   std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
+  char message[JMSG_LENGTH_MAX + 128];
+  bool too_large = false;  // refused by size before decoding, not corrupt
 };
 
 void jpeg_error_exit(j_common_ptr cinfo) {
@@ -45,8 +61,9 @@ void jpeg_emit_message(j_common_ptr cinfo, int level) {
 }
 
 // Everything with a destructor lives in the caller, so the longjmp skips no C++ cleanup.
-bool decode_jpeg_raw(const std::vector<unsigned char>& buf, jpeg_decompress_struct& cinfo,
-                     JpegErr& jerr, std::vector<unsigned char>& pixels, int& h, int& w) {
+bool decode_jpeg_raw(const std::vector<unsigned char>& buf, int64_t max_pixels,
+                     jpeg_decompress_struct& cinfo, JpegErr& jerr,
+                     std::vector<unsigned char>& pixels, int& h, int& w) {
   cinfo.err = jpeg_std_error(&jerr.pub);
   jerr.pub.error_exit = jpeg_error_exit;
   jerr.pub.emit_message = jpeg_emit_message;
@@ -58,6 +75,19 @@ bool decode_jpeg_raw(const std::vector<unsigned char>& buf, jpeg_decompress_stru
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, buf.data(), static_cast<unsigned long>(buf.size()));
   jpeg_read_header(&cinfo, TRUE);
+  // The declared size, checked before libjpeg or we allocate for it.
+  if (uint64_t{cinfo.image_width} * cinfo.image_height > static_cast<uint64_t>(max_pixels)) {
+    describe_too_large(jerr.message, sizeof jerr.message, "JPEG", cinfo.image_width,
+                       cinfo.image_height, max_pixels);
+    jerr.too_large = true;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  // A progressive file keeps every coefficient (2 bytes each, at most 64 per 8x8 block of each
+  // of 3 components) while it decodes; more than that, plus libjpeg's row buffers, is an error
+  // (it has no backing store), not an allocation.
+  cinfo.mem->max_memory_to_use = static_cast<long>(
+      std::min<uint64_t>(6 * static_cast<uint64_t>(max_pixels) + (64u << 20), LONG_MAX));
   // libjpeg converts YCbCr and grayscale to RGB itself; CMYK/YCCK cannot be, and are rare.
   if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
     std::snprintf(jerr.message, sizeof jerr.message, "CMYK JPEG is not supported");
@@ -68,10 +98,13 @@ bool decode_jpeg_raw(const std::vector<unsigned char>& buf, jpeg_decompress_stru
   jpeg_start_decompress(&cinfo);
   h = static_cast<int>(cinfo.output_height);
   w = static_cast<int>(cinfo.output_width);
-  pixels.resize(static_cast<size_t>(h) * static_cast<size_t>(w) * 3);
+  // Rows are added as they decode, so a file that declares a large image and ends early fails
+  // having touched only the rows it held.
+  const size_t row_bytes = static_cast<size_t>(w) * 3;
+  pixels.reserve(static_cast<size_t>(h) * row_bytes);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row =
-        pixels.data() + static_cast<size_t>(cinfo.output_scanline) * static_cast<size_t>(w) * 3;
+    pixels.resize(pixels.size() + row_bytes);
+    JSAMPROW row = pixels.data() + pixels.size() - row_bytes;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_decompress(&cinfo);
@@ -83,6 +116,7 @@ struct PngSource {
   const std::vector<unsigned char>* buf;
   size_t pos;
   char message[256];
+  bool too_large;  // refused by size before decoding, not corrupt
 };
 
 void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
@@ -100,7 +134,7 @@ void png_on_error(png_structp png, png_const_charp msg) {
 
 void png_on_warning(png_structp, png_const_charp) {}
 
-bool decode_png_raw(PngSource& src, png_structp& png, png_infop& info,
+bool decode_png_raw(PngSource& src, int64_t max_pixels, png_structp& png, png_infop& info,
                     std::vector<unsigned char>& pixels, std::vector<png_bytep>& rows, int& h,
                     int& w) {
   png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
@@ -115,6 +149,30 @@ bool decode_png_raw(PngSource& src, png_structp& png, png_infop& info,
   }
   png_set_read_fn(png, &src, png_read_mem);
   png_read_info(png, info);
+  // The declared size, checked before anything is allocated for the pixels: against
+  // max_pixels, and against what the file's bytes can inflate to.
+  {
+    const uint64_t iw = png_get_image_width(png, info), ih = png_get_image_height(png, info);
+    if (iw * ih > static_cast<uint64_t>(max_pixels)) {
+      describe_too_large(src.message, sizeof src.message, "PNG", iw, ih, max_pixels);
+      src.too_large = true;
+      png_destroy_read_struct(&png, &info, nullptr);
+      return false;
+    }
+    // Every row is a filter byte and the row's bytes (more when interlaced).
+    const uint64_t need = ih * (uint64_t{png_get_rowbytes(png, info)} + 1);
+    const uint64_t can = kMaxDeflateRatio * src.buf->size();
+    if (need > can) {
+      std::snprintf(src.message, sizeof src.message,
+                    "the header declares %llu x %llu pixels, %llu bytes of compressed rows, but "
+                    "a %zu-byte file inflates to at most %llu (truncated?)",
+                    static_cast<unsigned long long>(iw), static_cast<unsigned long long>(ih),
+                    static_cast<unsigned long long>(need), src.buf->size(),
+                    static_cast<unsigned long long>(can));
+      png_destroy_read_struct(&png, &info, nullptr);
+      return false;
+    }
+  }
   const int color = png_get_color_type(png, info);
   const int depth = png_get_bit_depth(png, info);
   // To 8-bit RGB: expand palette and low-bit gray, drop alpha (PIL's convert("RGB")).
@@ -152,7 +210,8 @@ bool lower_ext_ok(const std::filesystem::path& p) {
 
 }  // namespace
 
-Tensor read_image(const std::string& path) {
+Tensor read_image(const std::string& path, int64_t max_pixels) {
+  SMP_CHECK(max_pixels >= 1, "read_image: max_pixels must be >= 1, got {}", max_pixels);
   const std::vector<unsigned char> buf = read_file(path);
   std::vector<unsigned char> pixels;
   int h = 0, w = 0;
@@ -160,15 +219,15 @@ Tensor read_image(const std::string& path) {
   if (buf.size() >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) {
     jpeg_decompress_struct cinfo;
     JpegErr jerr;
-    SMP_CHECK(decode_jpeg_raw(buf, cinfo, jerr, pixels, h, w), "{}: corrupt JPEG image: {}", path,
-              jerr.message);
+    if (!decode_jpeg_raw(buf, max_pixels, cinfo, jerr, pixels, h, w))
+      SMP_ERROR("{}: {}{}", path, jerr.too_large ? "" : "corrupt JPEG image: ", jerr.message);
   } else if (buf.size() >= 8 && std::memcmp(buf.data(), kPng, 8) == 0) {
-    PngSource src{&buf, 0, {0}};
+    PngSource src{&buf, 0, {0}, false};
     png_structp png = nullptr;
     png_infop info = nullptr;
     std::vector<png_bytep> rows;
-    SMP_CHECK(decode_png_raw(src, png, info, pixels, rows, h, w), "{}: corrupt PNG image: {}", path,
-              src.message);
+    if (!decode_png_raw(src, max_pixels, png, info, pixels, rows, h, w))
+      SMP_ERROR("{}: {}{}", path, src.too_large ? "" : "corrupt PNG image: ", src.message);
   } else {
     SMP_ERROR("{}: not a JPEG or PNG image ({} bytes, unknown signature)", path, buf.size());
   }

@@ -63,6 +63,79 @@ TEST(ImageDecode, CorruptImagesNameThePath) {
   EXPECT_NE(msg.find("missing.jpg"), std::string::npos) << msg;
 }
 
+namespace {
+void put_be(std::vector<uint8_t>& b, size_t at, uint32_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * (bytes - 1 - i)));
+}
+
+// `name` (a test PNG) with its IHDR declaring width x height, the chunk's CRC fixed.
+std::vector<uint8_t> png_declaring(const char* name, uint32_t width, uint32_t height) {
+  auto b = smp::test::read_bytes(file(name));
+  // signature (8), IHDR length (4), "IHDR" (4), width, height, 5 more bytes, CRC
+  EXPECT_EQ(std::string(b.begin() + 12, b.begin() + 16), "IHDR");
+  put_be(b, 16, width, 4);
+  put_be(b, 20, height, 4);
+  put_be(b, 29, static_cast<uint32_t>(crc32(0, b.data() + 12, 17)), 4);
+  return b;
+}
+
+// `name` (a test JPEG) with its SOF0 frame header declaring width x height.
+std::vector<uint8_t> jpeg_declaring(const char* name, uint16_t width, uint16_t height) {
+  auto b = smp::test::read_bytes(file(name));
+  for (size_t i = 2; i + 9 < b.size(); ++i)
+    if (b[i] == 0xFF && b[i + 1] == 0xC0) {  // FFC0, length (2), precision (1), height, width
+      put_be(b, i + 5, height, 2);
+      put_be(b, i + 7, width, 2);
+      return b;
+    }
+  ADD_FAILURE() << name << " has no SOF0 marker";
+  return b;
+}
+}  // namespace
+
+// The size an image header declares is checked before decoding allocates for it: against
+// max_pixels (default 2^27) and, for PNG, against what the file's compressed rows can inflate
+// to. Without the checks the first two decode into 30 GB and 11 GB buffers.
+TEST(ImageDecode, HostileSizesAreRefusedBeforeDecoding) {
+  TempDir d;
+  const std::string huge_png = d / "huge.png";
+  smp::test::write_file(huge_png, png_declaring("rgb.png", 100000, 100000), false);
+  std::string msg = error_of([&] { read_image(huge_png); });
+  EXPECT_NE(msg.find(huge_png), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the PNG header declares 100000 x 100000 = 10000000000 pixels, more than "
+                     "the 134217728 that read_image allows"),
+            std::string::npos)
+      << msg;
+
+  const std::string huge_jpg = d / "huge.jpg";
+  smp::test::write_file(huge_jpg, jpeg_declaring("rgb.jpg", 60000, 60000), false);
+  msg = error_of([&] { read_image(huge_jpg); });
+  EXPECT_NE(msg.find(huge_jpg), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the JPEG header declares 60000 x 60000 = 3600000000 pixels, more than the "
+                     "134217728"),
+            std::string::npos)
+      << msg;
+
+  // Under max_pixels, but 392 bytes cannot inflate to 10000 rows of 30000 bytes.
+  const std::string big_png = d / "big.png";
+  smp::test::write_file(big_png, png_declaring("rgb.png", 10000, 10000), false);
+  msg = error_of([&] { read_image(big_png); });
+  EXPECT_NE(msg.find(big_png), std::string::npos) << msg;
+  EXPECT_NE(msg.find("corrupt PNG image: the header declares 10000 x 10000 pixels, 300010000 bytes "
+                     "of compressed rows, but a 392-byte file inflates to at most 404544"),
+            std::string::npos)
+      << msg;
+
+  // max_pixels is the caller's: the 13 x 10 test images need 130.
+  EXPECT_EQ(read_image(file("rgb.png"), 130).sizes(), (Shape{10, 13, 3}));
+  EXPECT_EQ(read_image(file("rgb.jpg"), 130).sizes(), (Shape{10, 13, 3}));
+  for (const char* name : {"rgb.png", "rgb.jpg"}) {
+    msg = error_of([&] { read_image(file(name), 129); });
+    EXPECT_NE(msg.find("declares 13 x 10 = 130 pixels, more than the 129"), std::string::npos)
+        << msg;
+  }
+}
+
 TEST(ImageFolder, TorchvisionLayoutAndOrder) {
   TempDir d;
   copy(file("rgb.png"), d / "cat/b.png");

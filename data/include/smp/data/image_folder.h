@@ -11,10 +11,15 @@
 
 namespace smp::data {
 
+/// read_image's default bound: 2^27 pixels (384 MiB as RGB; Pillow refuses 2^27.4 as a
+/// decompression bomb).
+constexpr int64_t kMaxImagePixels = int64_t{1} << 27;
+
 /// Decodes a JPEG or PNG file (detected by its signature) to uint8 (H,W,3) RGB: grayscale
-/// is replicated, alpha dropped, 16-bit reduced to 8. A corrupt or truncated file is an
+/// is replicated, alpha dropped, 16-bit reduced to 8. A corrupt or truncated file, or one
+/// whose header declares more than `max_pixels` pixels (refused before decoding), is an
 /// smp::Error naming `path`.
-Tensor read_image(const std::string& path);
+Tensor read_image(const std::string& path, int64_t max_pixels = kMaxImagePixels);
 
 /// Images in class-per-subfolder layout. Classes are the subfolder names sorted bytewise
 /// (as Python's sorted), samples sorted by folder then file name as torchvision; files

@@ -282,6 +282,56 @@ TEST(Safetensors, CorruptFilesAreErrorsNamingTheFile) {
   }
 }
 
+// Sizes a header declares are checked before anything is allocated for them: the header length
+// against 100 MiB and the file, each tensor's shape and data_offsets against the data present.
+// The reader allocates only the file's real size, so none of these may reach an allocation.
+TEST(Safetensors, HostileSizesAreRefusedNamingDeclaredAndPresent) {
+  const std::string data(8, '\0');
+  struct Case {
+    const char* name;
+    std::string bytes;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"len_2p40", file_bytes("{}", data, int64_t{1} << 40),
+       "declares a 1099511627776-byte header, more than the 104857600 allowed"},
+      {"len_50m", file_bytes("{}", data, 50 << 20),
+       "declares a 52428800-byte header but the file has only 10 bytes after the length field"},
+      {"shape_2p62",
+       file_bytes(R"({"a":{"dtype":"F32","shape":[2147483648,2147483648],)"
+                  R"("data_offsets":[0,8]}})",
+                  data),
+       "shape [2147483648,2147483648] is too large"},
+      {"shape_2p60_f32",
+       file_bytes(R"({"a":{"dtype":"F32","shape":[1073741824,1073741824],)"
+                  R"("data_offsets":[0,4611686018427387904]}})",
+                  data),
+       "data_offsets [0, 4611686018427387904] lie outside the 8-byte data buffer"},
+      {"offsets_past_data",
+       file_bytes(R"({"a":{"dtype":"U8","shape":[1099511627776],)"
+                  R"("data_offsets":[0,1099511627776]}})",
+                  data),
+       "data_offsets [0, 1099511627776] lie outside the 8-byte data buffer"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = temp_path(std::string("hostile_") + c.name);
+    write_bytes(path, c.bytes);
+    for (bool metadata_only : {false, true}) {
+      std::string msg = "<no error>";
+      try {
+        if (metadata_only)
+          load_safetensors_metadata(path);
+        else
+          load_safetensors(path);
+      } catch (const Error& e) {
+        msg = e.what();
+      }
+      EXPECT_NE(msg.find(path), std::string::npos) << msg;
+      EXPECT_NE(msg.find(c.expect), std::string::npos) << c.name << ": " << msg;
+    }
+  }
+}
+
 // A value nested 100,000 deep in the header is quoted in the message cut short; quoting it
 // whole recursed once per level and overflowed the stack.
 TEST(Safetensors, DeeplyNestedHeaderValueIsAnError) {

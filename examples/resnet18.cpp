@@ -55,10 +55,11 @@ Data load_data(const Config& cfg) {
   if (cfg.dataset == "fashion-mnist") {
     const std::string root = cfg.data.empty() ? "/usr/share/datasets/fashion-mnist" : cfg.data;
     // Fashion-MNIST's own pixel statistics unless --normalize says otherwise.
-    auto [mean, stdev] = cfg.normalize.value_or(std::make_pair(0.2860, 0.3530));
+    // A pair, not a structured binding: clang before 16 cannot capture one in the lambda.
+    const auto stats = cfg.normalize.value_or(std::make_pair(0.2860, 0.3530));
     auto make = [&](bool train) {
       auto m = std::make_shared<data::MNIST>(root, train);
-      m->set_normalize(mean, stdev);
+      m->set_normalize(stats.first, stats.second);
       return std::make_shared<data::ResizedMNIST>(m, cfg.image_size, cfg.channels);
     };
     d.train = make(true);

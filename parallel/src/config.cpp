@@ -334,6 +334,9 @@ Config Config::parse(const std::string& text, const std::string& source) {
   } catch (const nlohmann::json::parse_error& e) {
     // e.what() carries "line L, column C" and what the parser expected there.
     fail(source, fmt::format("not valid JSON (at byte {}): {}", e.byte, e.what()));
+  } catch (const nlohmann::json::exception& e) {
+    // A number no double holds (1e309) is out_of_range, not a parse_error.
+    fail(source, fmt::format("not valid JSON: {}", e.what()));
   }
   return from_json(j, source);
 }

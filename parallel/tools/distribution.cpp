@@ -50,7 +50,7 @@ Distribution parse_distribution(const std::string& text, const std::string& file
   json d;
   try {
     d = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e309
     usage_error(fmt::format("{}: not valid JSON: {}", file, e.what()));
   }
   if (!d.is_object())

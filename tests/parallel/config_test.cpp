@@ -480,3 +480,11 @@ TEST(Config, DeeplyNestedValueIsQuotedShort) {
   EXPECT_NE(msg.find("'microbatches' is " + shown + " but"), std::string::npos) << msg;
   EXPECT_LT(msg.size(), 1000u);
 }
+
+// A number no double holds is nlohmann's out_of_range, not a parse_error; it escaped parse()
+// as a foreign exception (found by fuzz_config).
+TEST(Config, NumberBeyondDoubleIsAConfigError) {
+  const std::string msg = error_of(R"({"microbatches": 1e309})");
+  EXPECT_NE(msg.find("smp config (test.json): not valid JSON"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("number overflow parsing '1e309'"), std::string::npos) << msg;
+}

@@ -55,3 +55,11 @@ TEST(Distribution, DeeplyNestedDocumentIsQuotedShort) {
       << msg.substr(0, 300);
   EXPECT_LT(msg.size(), 1000u);
 }
+
+// A number no double holds is nlohmann's out_of_range, not a parse_error; it escaped
+// parse_distribution as a foreign exception (found by fuzz_distribution).
+TEST(Distribution, NumberBeyondDoubleIsAConfigError) {
+  const std::string msg = error_of(R"({"smdistributed": 1e309})");
+  EXPECT_NE(msg.find("d.json: not valid JSON"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("number overflow parsing '1e309'"), std::string::npos) << msg;
+}

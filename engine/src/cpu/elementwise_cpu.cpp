@@ -5,7 +5,9 @@
 
 // GCC 12 flags Eigen's AVX-512 packet math (_mm512_undefined_*) as maybe-uninitialized: a
 // known false positive, reported where the templates are instantiated, i.e. in this file.
+#if !defined(__clang__)  // clang has no such warning and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <Eigen/Core>
 #include <cmath>
 #include <type_traits>

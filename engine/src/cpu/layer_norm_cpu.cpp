@@ -5,7 +5,9 @@
 //           gx = rstd · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂));  gw = Σ_rows gy·x̂;  gb = Σ_rows gy
 // Row statistics accumulate in float (float32/16, bf16) or double (float64).
 // GCC 12 reports false "maybe uninitialized" inside Eigen's AVX-512 packet code.
+#if !defined(__clang__)  // clang has no such warning and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <Eigen/Core>
 #include <cmath>

@@ -24,8 +24,10 @@
 #include <smp/engine/random.h>
 
 // GCC 12 reports false "(maybe) uninitialized" warnings inside Eigen's AVX-512 packet code.
+#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #include <Eigen/Core>
 #include <algorithm>

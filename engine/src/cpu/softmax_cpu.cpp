@@ -5,7 +5,9 @@
 // loops run along contiguous memory. Max is subtracted first (numerical stability);
 // accumulation is in float for float32/16 and double for float64.
 // GCC 12 reports false "maybe uninitialized" inside Eigen's AVX-512 packet code.
+#if !defined(__clang__)  // clang has no such warning and would warn about the pragma
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <Eigen/Core>
 #include <cmath>

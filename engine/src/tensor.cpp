@@ -377,6 +377,20 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   autograd::backward({*this}, {gradient}, retain_graph);
 }
 
+void Tensor::set_data(const Tensor& new_data) const {
+  SMP_CHECK(new_data.defined(), "set_data: new_data is undefined");
+  if (new_data.is_same(*this)) return;
+  TensorImpl& dst = impl();
+  const TensorImpl& s = new_data.impl();
+  dst.storage = s.storage;
+  dst.sizes = s.sizes;
+  dst.strides = s.strides;
+  dst.offset = s.offset;
+  dst.dtype = s.dtype;
+  dst.device = s.device;
+  bump_version();
+}
+
 Tensor Tensor::detach() const {
   auto impl2 = std::make_shared<TensorImpl>();
   impl2->storage = impl().storage;

@@ -26,36 +26,27 @@ void check_name(const std::string& name, const char* what) {
 
 std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
-// In place replacement of a tensor's data (PyTorch's `param.data = ...`): every handle to
-// this impl sees the new storage, and autograd identity (leaf, requires_grad) is kept.
-void set_data(Tensor& t, const Tensor& src) {
-  if (src.is_same(t)) return;
-  TensorImpl& dst = *t.unsafe_impl();
-  const TensorImpl& s = *src.unsafe_impl();
-  dst.storage = s.storage;
-  dst.sizes = s.sizes;
-  dst.strides = s.strides;
-  dst.offset = s.offset;
-  dst.dtype = s.dtype;
-  dst.device = s.device;
-  t.bump_version();
-}
-
 }  // namespace
 
 const std::vector<Module*>& current_module_stack() { return t_module_stack; }
 
 namespace {
-thread_local std::vector<int> t_partition_scopes;
+thread_local std::vector<std::pair<std::string, int>> t_attribute_scopes;
 }
 
-PartitionScope::PartitionScope(int p) {
-  SMP_CHECK(p >= 0, "smp::partition({}): a partition index is >= 0", p);
-  t_partition_scopes.push_back(p);
+AttributeScope::AttributeScope(std::string key, int value) {
+  t_attribute_scopes.emplace_back(std::move(key), value);
 }
-PartitionScope::~PartitionScope() { t_partition_scopes.pop_back(); }
-int current_partition_scope() {
-  return t_partition_scopes.empty() ? -1 : t_partition_scopes.back();
+AttributeScope::~AttributeScope() { t_attribute_scopes.pop_back(); }
+
+Module::Module() {
+  for (const auto& [key, value] : t_attribute_scopes) attributes_[key] = value;  // inner wins
+}
+
+std::optional<int> Module::attribute(const std::string& key) const {
+  auto it = attributes_.find(key);
+  if (it == attributes_.end()) return std::nullopt;
+  return it->second;
 }
 
 ModuleCallScope::ModuleCallScope(Module* m) { t_module_stack.push_back(m); }
@@ -188,7 +179,7 @@ void Module::to(Device d) {
   NoGradGuard ng;
   apply_to_tensors([&](Tensor& t) {
     if (t.device() == d) return;
-    set_data(t, t.to(d));
+    t.set_data(t.to(d));
     if (t.requires_grad() && t.grad().defined()) t.mutable_grad() = t.grad().to(d);
   });
 }
@@ -197,7 +188,7 @@ void Module::to(Dtype dt) {
   NoGradGuard ng;
   apply_to_tensors([&](Tensor& t) {
     if (!t.is_floating_point() || t.dtype() == dt) return;
-    set_data(t, t.to(dt));
+    t.set_data(t.to(dt));
     if (t.requires_grad() && t.grad().defined()) t.mutable_grad() = t.grad().to(dt);
   });
 }

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "comm/backend.h"
+#include "comm/progress.h"
 
 namespace smp {
 namespace {
@@ -32,6 +33,8 @@ struct Runtime {
   std::unique_ptr<Topology> topology;
   int rank = 0, size = 1, local_rank = 0, local_size = 1;
   std::map<CommGroup, std::shared_ptr<Communicator>> comms;
+  std::terminate_handler previous_terminate = nullptr;
+  bool terminate_installed = false;
 };
 
 Runtime& rt() {
@@ -44,13 +47,14 @@ const Runtime& ready() {
   return rt();
 }
 
-void check_mpi(int code, const char* call) {
+using detail::check_mpi;
+
+/// Shutdown paths (finalize, undoing a failed init) cannot throw: a failing MPI call there
+/// is reported and the shutdown goes on.
+void warn_mpi(int code, const char* call) {
   if (code == MPI_SUCCESS) return;
-  char buf[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(code, buf, &len);
-  throw CommError(
-      fmt::format("smp: {} failed: {}", call, std::string(buf, static_cast<size_t>(len))));
+  std::fprintf(stderr, "smp: warning: %s failed during shutdown: %s\n", call,
+               detail::mpi_error_string(code).c_str());
 }
 
 std::string read_file(const std::string& path) {
@@ -90,7 +94,7 @@ void start(Config cfg) {
   SMP_CHECK(!r.initialized, "smp::init: already initialised (call it once per process)");
 
   int already = 0;
-  MPI_Initialized(&already);
+  check_mpi(MPI_Initialized(&already), "MPI_Initialized");
   if (!already) {
     // Open MPI's default nonblocking allreduce runs 2-3x slower than its blocking one for
     // messages of 256 KiB and more on shared memory (benchmarks/README.md, comm_bench); the
@@ -100,15 +104,15 @@ void start(Config cfg) {
     check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     r.mpi_started_here = true;
     if (provided < MPI_THREAD_SERIALIZED) {
-      MPI_Finalize();
+      warn_mpi(MPI_Finalize(), "MPI_Finalize");
       r.mpi_started_here = false;
       throw CommError(
           "smp::init: this MPI library offers no MPI_THREAD_SERIALIZED support, which libsmp needs "
           "(communication progresses on a background thread)");
     }
   }
-  MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &r.size);
+  check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &r.rank), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &r.size), "MPI_Comm_size");
 
   // Everything up to here is identical on every rank and runs no collective, so a bad
   // configuration fails everywhere the same way; MPI is then shut down cleanly.
@@ -117,7 +121,7 @@ void start(Config cfg) {
     r.topology = std::make_unique<Topology>(r.size, cfg.pipeline_parallel_degree,
                                             cfg.tensor_parallel_degree, cfg.placement());
   } catch (...) {
-    if (r.mpi_started_here) MPI_Finalize();
+    if (r.mpi_started_here) warn_mpi(MPI_Finalize(), "MPI_Finalize");
     r.mpi_started_here = false;
     r.topology.reset();
     throw;
@@ -136,15 +140,17 @@ void start(Config cfg) {
   MPI_Comm node = MPI_COMM_NULL;
   check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r.rank, MPI_INFO_NULL, &node),
             "MPI_Comm_split_type");
-  MPI_Comm_rank(node, &r.local_rank);
-  MPI_Comm_size(node, &r.local_size);
-  MPI_Comm_free(&node);
+  check_mpi(MPI_Comm_rank(node, &r.local_rank), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(node, &r.local_size), "MPI_Comm_size");
+  check_mpi(MPI_Comm_free(&node), "MPI_Comm_free");
 
   detail::comm_start(MPI_COMM_WORLD);
   r.comm_started = true;
   r.initialized = true;
-  std::set_terminate(terminate_handler);
-  std::atexit([] { finalize(); });
+  r.previous_terminate = std::set_terminate(terminate_handler);
+  r.terminate_installed = true;
+  static bool at_exit_registered = false;  // finalize() is idempotent; register it once
+  if (!at_exit_registered) at_exit_registered = std::atexit([] { finalize(); }) == 0;
 
   // One CUDA device per process, chosen by local rank (SMP's one-process-per-GPU rule).
   const int gpus = cuda::device_count();
@@ -240,10 +246,14 @@ void finalize() {
   }
   r.comms.clear();
   r.initialized = false;
+  if (r.terminate_installed) {
+    std::set_terminate(r.previous_terminate);
+    r.terminate_installed = false;
+  }
   if (r.mpi_started_here) {
     int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
+    warn_mpi(MPI_Finalized(&finalized), "MPI_Finalized");
+    if (!finalized) warn_mpi(MPI_Finalize(), "MPI_Finalize");
     r.mpi_started_here = false;
   }
 }
@@ -360,6 +370,7 @@ nlohmann::json recv_json_from(int src, CommGroup group) {
 }
 
 void abort_job(const std::string& why, int exit_code) {
+  // The job is going down whatever MPI answers here: its return codes change nothing.
   int mpi_up = 0, mpi_down = 0;
   MPI_Initialized(&mpi_up);
   MPI_Finalized(&mpi_down);

@@ -53,23 +53,18 @@ class Installed {
 void expect_meta(const Tensor& t, const Shape& shape, int partition) {
   EXPECT_TRUE(t.is_meta()) << t.to_string();
   EXPECT_EQ(t.sizes(), shape);
-  EXPECT_EQ(t.unsafe_impl()->partition, partition);
+  EXPECT_EQ(smp::detail::held_by(t), partition);
 }
 
 // Gives a meta tensor the storage and device of `value` in place, as a receive would.
 void materialize(const Tensor& meta, const Tensor& value) {
   ASSERT_EQ(meta.sizes(), value.sizes());
-  TensorImpl* impl = meta.unsafe_impl();
-  Tensor v = value.contiguous();
-  impl->storage = v.storage();
-  impl->device = v.device();
-  impl->strides = v.strides();
-  impl->offset = v.storage_offset();
+  smp::detail::materialize(meta, value.contiguous());
 }
 
 Tensor meta_on(const Shape& shape, int partition) {
   Tensor t = empty(shape, TensorOptions(kFloat32).device(Device(kMeta)));
-  t.unsafe_impl()->partition = partition;
+  smp::detail::set_held_by(t, partition);
   return t;
 }
 
@@ -100,7 +95,7 @@ TEST(Placement, NonLocalOpsMakeMetaOutputsFromRealInputs) {
   expect_meta(a * meta_on({2, 3}, 0), {2, 3}, 1);
 
   EXPECT_FALSE(a.is_meta());
-  EXPECT_EQ(a.unsafe_impl()->partition, -1);
+  EXPECT_EQ(smp::detail::held_by(a), -1);
   EXPECT_EQ(a.to_vector<float>(), a_before);
 }
 
@@ -113,7 +108,7 @@ TEST(Placement, NonLocalViewsOfRealTensorsAreMeta) {
         a.unsqueeze(0), a.expand({4, 2, 3}), a.permute({1, 0}), a.flatten()}) {
     EXPECT_TRUE(v.is_meta());
     EXPECT_FALSE(v.is_alias_of(a));
-    EXPECT_EQ(v.unsafe_impl()->partition, 1);
+    EXPECT_EQ(smp::detail::held_by(v), 1);
   }
   std::vector<Tensor> parts = a.split(1, 0);
   ASSERT_EQ(parts.size(), 2u);
@@ -196,7 +191,7 @@ TEST(Placement, LocalOpComputesWithMaterializedInputs) {
   EXPECT_EQ(materialized, 1);
   EXPECT_FALSE(x.is_meta());
   ASSERT_FALSE(y.is_meta());
-  EXPECT_EQ(y.unsafe_impl()->partition, 0);
+  EXPECT_EQ(smp::detail::held_by(y), 0);
   EXPECT_EQ(y.to_vector<float>(), expected.to_vector<float>());
 }
 
@@ -219,7 +214,7 @@ TEST(Placement, FactoriesDoNotConsultTheHook) {
   EXPECT_EQ(hook.calls(), 0);
   for (const Tensor& t : made) {
     EXPECT_FALSE(t.is_meta());
-    EXPECT_EQ(t.unsafe_impl()->partition, -1);
+    EXPECT_EQ(smp::detail::held_by(t), -1);
   }
   EXPECT_EQ(tensor<float>({4, 5}).to_vector<float>(), (std::vector<float>{4, 5}));
 }
@@ -230,7 +225,7 @@ TEST(Placement, WithoutHookNothingChanges) {
   Tensor c = a + b;
   EXPECT_EQ(current_placement(), nullptr);
   EXPECT_FALSE(c.is_meta());
-  EXPECT_EQ(c.unsafe_impl()->partition, -1);
+  EXPECT_EQ(smp::detail::held_by(c), -1);
   EXPECT_EQ(c.to_vector<float>(), (std::vector<float>{2, 2, 2, 2}));
   // Outside placement, meta and real tensors still may not meet.
   EXPECT_THROW(a + meta_on({2, 2}, 1), Error);
@@ -275,13 +270,13 @@ TEST(Placement, GuardForcesPlacementAndNests) {
       PlacementGuard inner(Placement{4, true});
       Tensor r = a * 2.0;
       EXPECT_FALSE(r.is_meta());
-      EXPECT_EQ(r.unsafe_impl()->partition, 4);
+      EXPECT_EQ(smp::detail::held_by(r), 4);
     }
     EXPECT_EQ(current_placement()->partition, 3);
   }
   EXPECT_EQ(current_placement(), nullptr);
   EXPECT_EQ(hook.calls(), 0);
-  EXPECT_EQ((a * 2.0).unsafe_impl()->partition, 5);
+  EXPECT_EQ(smp::detail::held_by((a * 2.0)), 5);
   EXPECT_EQ(hook.calls(), 1);
 }
 
@@ -290,7 +285,7 @@ TEST(Placement, ErrorInsideAnOpClosesItsScope) {
   Installed on(&hook);
   EXPECT_THROW(ones({2}) + ones({3}), Error);
   EXPECT_EQ(current_placement(), nullptr);
-  EXPECT_EQ((ones({2}) + 1.0).unsafe_impl()->partition, 1);
+  EXPECT_EQ(smp::detail::held_by((ones({2}) + 1.0)), 1);
   EXPECT_EQ(hook.calls(), 2);
 }
 

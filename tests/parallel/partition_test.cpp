@@ -14,13 +14,18 @@ TEST(Partition, ScopesAssignModulesInnermostWins) {
     }
     c = std::make_shared<smp::nn::Linear>(2, 2);
   }
-  EXPECT_EQ(outside->partition(), -1);
-  EXPECT_EQ(a->partition(), 0);
-  EXPECT_EQ(b->partition(), 1);
-  EXPECT_EQ(c->partition(), 0);
+  EXPECT_EQ(smp::get_partition(*outside), -1);
+  EXPECT_EQ(smp::get_partition(*a), 0);
+  EXPECT_EQ(smp::get_partition(*b), 1);
+  EXPECT_EQ(smp::get_partition(*c), 0);
   smp::set_partition(*outside, 3);
-  EXPECT_EQ(outside->partition(), 3);
-  EXPECT_EQ(smp::nn::current_partition_scope(), -1);
+  EXPECT_EQ(smp::get_partition(*outside), 3);
+  // The scopes are closed: a module built now has no partition.
+  EXPECT_EQ(smp::get_partition(smp::nn::Linear(2, 2)), -1);
 }
 
-TEST(Partition, NegativeIndexIsAnError) { EXPECT_THROW(smp::partition(-1), smp::Error); }
+TEST(Partition, NegativeIndexIsAnError) {
+  EXPECT_THROW(smp::partition(-1), smp::Error);
+  smp::nn::Linear m(2, 2);
+  EXPECT_THROW(smp::set_partition(m, -2), smp::Error);
+}

@@ -7,7 +7,9 @@
 #include <smp/engine/autograd.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
+#include <optional>
 #include <queue>
 #include <set>
 #include <unordered_map>
@@ -171,18 +173,16 @@ std::vector<Tensor> apply_placed(Node& n, Placement p, std::vector<Tensor>&& in)
   return out;
 }
 
-// Shared walk for backward() and grad(). With `captures`, the gradients arriving at those
-// edges are returned instead of flowing further, and only nodes leading to them run.
-std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
-                                 bool retain_graph, const std::vector<Edge>* captures) {
+/// The roots' gradient edges and the gradients flowing into them (ones for a one-element
+/// root given none).
+struct Roots {
+  std::vector<Edge> edges;
+  std::vector<Tensor> grads;
+};
+Roots root_gradients(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads) {
   SMP_CHECK(grads.empty() || grads.size() == roots.size(),
             "backward: got {} tensors but {} gradients", roots.size(), grads.size());
-  NoGradGuard no_grad;  // backward formulas are not themselves recorded
-  // Placement was decided in forward: nodes carry it, and the engine's own sums never ask.
-  detail::PlacementSuspend unplaced;
-
-  std::vector<Edge> root_edges;
-  std::vector<Tensor> root_grads;
+  Roots out;
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
     ops::check_defined(r, "backward", "tensor");
@@ -199,34 +199,98 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
       SMP_CHECK(g.sizes() == r.sizes(), "backward: gradient shape {} does not match output shape {}",
                 ops::shape_str(g.sizes()), ops::shape_str(r.sizes()));
     }
-    root_edges.push_back(gradient_edge(r));
-    root_grads.push_back(g);
+    out.edges.push_back(gradient_edge(r));
+    out.grads.push_back(g);
+  }
+  return out;
+}
+
+/// Runs one node: its pre-hooks on the gradients it receives, then its backward where its
+/// forward ran (the pipeline's placement, recorded on the node), then frees what it saved.
+std::vector<Tensor> run_node(Node& n, std::vector<Tensor>&& in, bool retain_graph) {
+  std::optional<PlacementGuard> placed;
+  if (n.placement) placed.emplace(*n.placement);
+  for (auto& [nr, hook] : n.pre_hooks) {
+    if (nr < in.size() && in[nr].defined()) {
+      Tensor r = hook(in[nr]);
+      if (r.defined()) in[nr] = r;
+    }
+  }
+  std::vector<Tensor> out =
+      n.placement ? apply_placed(n, *n.placement, std::move(in)) : n.apply(std::move(in));
+  if (!retain_graph) n.release_variables();
+  return out;
+}
+
+/// One backward pass over the graph reachable from the roots: the graph walk (dependency
+/// counts, and with captures the nodes that lead to them), then the run in priority order,
+/// summing the gradients that meet at a node's input.
+class GraphTask {
+ public:
+  GraphTask(const std::vector<Edge>& root_edges, const std::vector<Edge>* captures)
+      : captures_(captures) {
+    count_dependencies(root_edges);
+    if (captures_) mark_needed();
   }
 
-  // Dependencies: how many edges point at each reachable node.
-  std::unordered_map<Node*, int> deps;
-  std::unordered_set<Node*> seen;
-  std::vector<Node*> stack;
-  for (auto& e : root_edges)
-    if (seen.insert(e.node.get()).second) stack.push_back(e.node.get());
-  while (!stack.empty()) {
-    Node* n = stack.back();
-    stack.pop_back();
-    for (auto& e : n->next_edges()) {
-      if (!e.valid()) continue;
-      ++deps[e.node.get()];
-      if (seen.insert(e.node.get()).second) stack.push_back(e.node.get());
+  std::vector<Tensor> run(const Roots& roots, bool retain_graph) {
+    for (size_t i = 0; i < roots.edges.size(); ++i)
+      deliver(roots.edges[i].node.get(), roots.edges[i].input_nr, roots.grads[i]);
+    std::priority_queue<Task> ready;
+    std::unordered_set<Node*> queued;
+    for (auto& e : roots.edges)
+      if (deps_[e.node.get()] == 0 && queued.insert(e.node.get()).second)
+        ready.push({priority_of(e.node.get()), e.node.get()});
+    // Keep nodes alive while we run, even if the roots' handles are the only owners.
+    std::vector<std::shared_ptr<Node>> keep;
+    for (auto& e : roots.edges) keep.push_back(e.node);
+
+    while (!ready.empty()) {
+      Node* n = ready.top().node;
+      ready.pop();
+      std::vector<Tensor> in = std::move(buffers_[n]);
+      buffers_.erase(n);
+      in.resize(n->num_outputs());
+      const bool run = !captures_ || needed_.count(n);
+      std::vector<Tensor> out;
+      if (run) out = run_node(*n, std::move(in), retain_graph);
+      const auto& edges = n->next_edges();
+      for (size_t i = 0; i < edges.size(); ++i) {
+        const Edge& e = edges[i];
+        if (!e.valid()) continue;
+        Node* next = e.node.get();
+        if (run && i < out.size() && out[i].defined()) deliver(next, e.input_nr, out[i]);
+        if (--deps_[next] == 0) {
+          keep.push_back(e.node);
+          if (queued.insert(next).second) ready.push({priority_of(next), next});
+        }
+      }
+    }
+    return std::move(captured_);
+  }
+
+ private:
+  /// How many edges point at each reachable node.
+  void count_dependencies(const std::vector<Edge>& root_edges) {
+    std::vector<Node*> stack;
+    for (auto& e : root_edges)
+      if (seen_.insert(e.node.get()).second) stack.push_back(e.node.get());
+    while (!stack.empty()) {
+      Node* n = stack.back();
+      stack.pop_back();
+      for (auto& e : n->next_edges()) {
+        if (!e.valid()) continue;
+        ++deps_[e.node.get()];
+        if (seen_.insert(e.node.get()).second) stack.push_back(e.node.get());
+      }
     }
   }
 
-  // With captures, run only nodes from which a captured edge can be reached.
-  std::unordered_set<Node*> needed;
-  std::map<std::pair<Node*, uint32_t>, size_t> capture_index;
-  std::vector<Tensor> captured;
-  if (captures) {
-    captured.resize(captures->size());
-    for (size_t i = 0; i < captures->size(); ++i)
-      capture_index[{(*captures)[i].node.get(), (*captures)[i].input_nr}] = i;
+  /// With captures, only nodes from which a captured edge can be reached run.
+  void mark_needed() {
+    captured_.resize(captures_->size());
+    for (size_t i = 0; i < captures_->size(); ++i)
+      capture_index_[{(*captures_)[i].node.get(), (*captures_)[i].input_nr}] = i;
     std::unordered_map<Node*, bool> memo;
     std::function<bool(Node*)> leads = [&](Node* n) -> bool {
       auto it = memo.find(n);
@@ -235,90 +299,50 @@ std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::ve
       bool r = false;
       for (auto& e : n->next_edges()) {
         if (!e.valid()) continue;
-        if (capture_index.count({e.node.get(), e.input_nr})) r = true;
+        if (capture_index_.count({e.node.get(), e.input_nr})) r = true;
         if (leads(e.node.get())) r = true;
       }
       memo[n] = r;
-      if (r) needed.insert(n);
+      if (r) needed_.insert(n);
       return r;
     };
-    for (Node* n : seen) leads(n);
+    for (Node* n : seen_) leads(n);
   }
 
-  std::unordered_map<Node*, std::vector<Tensor>> buffers;
-  auto add_grad = [&](Node* n, uint32_t nr, const Tensor& g) {
-    auto& buf = buffers[n];
+  /// A gradient arriving at input `nr` of `n`: captured if asked for, and summed into the
+  /// node's buffer.
+  void deliver(Node* n, uint32_t nr, const Tensor& g) {
+    if (captures_) {
+      auto it = capture_index_.find({n, nr});
+      if (it != capture_index_.end()) {
+        Tensor& c = captured_[it->second];
+        c = c.defined() ? ops::sum_gradients(c, g) : g;
+      }
+    }
+    auto& buf = buffers_[n];
     if (buf.size() < n->num_outputs()) buf.resize(std::max<uint32_t>(n->num_outputs(), nr + 1));
     if (!buf[nr].defined()) buf[nr] = g;
     else buf[nr] = ops::sum_gradients(buf[nr], g);
-  };
-
-  std::priority_queue<Task> ready;
-  for (size_t i = 0; i < root_edges.size(); ++i) {
-    if (captures) {
-      auto it = capture_index.find({root_edges[i].node.get(), root_edges[i].input_nr});
-      if (it != capture_index.end()) {
-        Tensor& c = captured[it->second];
-        c = c.defined() ? ops::sum_gradients(c, root_grads[i]) : root_grads[i];
-      }
-    }
-    add_grad(root_edges[i].node.get(), root_edges[i].input_nr, root_grads[i]);
   }
-  std::unordered_set<Node*> queued;
-  for (auto& e : root_edges)
-    if (deps[e.node.get()] == 0 && queued.insert(e.node.get()).second)
-      ready.push({priority_of(e.node.get()), e.node.get()});
 
-  // Keep nodes alive while we run, even if the roots' handles are the only owners.
-  std::vector<std::shared_ptr<Node>> keep;
-  for (auto& e : root_edges) keep.push_back(e.node);
+  const std::vector<Edge>* captures_;
+  std::unordered_map<Node*, int> deps_;
+  std::unordered_set<Node*> seen_;
+  std::unordered_set<Node*> needed_;
+  std::map<std::pair<Node*, uint32_t>, size_t> capture_index_;
+  std::vector<Tensor> captured_;
+  std::unordered_map<Node*, std::vector<Tensor>> buffers_;
+};
 
-  while (!ready.empty()) {
-    Node* n = ready.top().node;
-    ready.pop();
-    std::vector<Tensor> in = std::move(buffers[n]);
-    buffers.erase(n);
-    in.resize(n->num_outputs());
-    bool run = !captures || needed.count(n);
-    std::vector<Tensor> out;
-    if (run) {
-      std::optional<PlacementGuard> placed;
-      if (n->placement) placed.emplace(*n->placement);
-      for (auto& [nr, hook] : n->pre_hooks) {
-        if (nr < in.size() && in[nr].defined()) {
-          Tensor r = hook(in[nr]);
-          if (r.defined()) in[nr] = r;
-        }
-      }
-      if (n->placement) {
-        out = apply_placed(*n, *n->placement, std::move(in));
-      } else {
-        out = n->apply(std::move(in));
-      }
-      if (!retain_graph) n->release_variables();
-    }
-    const auto& edges = n->next_edges();
-    for (size_t i = 0; i < edges.size(); ++i) {
-      const Edge& e = edges[i];
-      if (!e.valid()) continue;
-      Node* next = e.node.get();
-      if (run && i < out.size() && out[i].defined()) {
-        if (captures) {
-          auto it = capture_index.find({next, e.input_nr});
-          if (it != capture_index.end()) {
-            Tensor& c = captured[it->second];
-            c = c.defined() ? ops::sum_gradients(c, out[i]) : out[i];
-          }
-        }
-        add_grad(next, e.input_nr, out[i]);
-      }
-      if (--deps[next] == 0) {
-        keep.push_back(e.node);
-        if (queued.insert(next).second) ready.push({priority_of(next), next});
-      }
-    }
-  }
-  return captured;
+// Shared walk for backward() and grad(). With `captures`, the gradients arriving at those
+// edges are returned instead of flowing further, and only nodes leading to them run.
+std::vector<Tensor> run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+                                 bool retain_graph, const std::vector<Edge>* captures) {
+  NoGradGuard no_grad;  // backward formulas are not themselves recorded
+  // Placement was decided in forward: nodes carry it, and the engine's own sums never ask.
+  detail::PlacementSuspend unplaced;
+  const Roots r = root_gradients(roots, grads);
+  return GraphTask(r.edges, captures).run(r, retain_graph);
 }
 
 }  // namespace

@@ -381,7 +381,7 @@ std::vector<json> collect_statuses(Engine& e, double timeout) {
         if (MPI_Test(&recvs[i], &flag, &st) != MPI_SUCCESS || !flag) continue;
         --pending;
         int n = 0;
-        MPI_Get_count(&st, MPI_CHAR, &n);
+        if (MPI_Get_count(&st, MPI_CHAR, &n) != MPI_SUCCESS) n = 0;  // an empty answer
         const auto& b = bufs[static_cast<size_t>(from[i])];
         out[static_cast<size_t>(from[i])] =
             json::parse(b.begin(), b.begin() + std::clamp(n, 0, kReplyBytes), nullptr, false);
@@ -392,10 +392,11 @@ std::vector<json> collect_statuses(Engine& e, double timeout) {
   std::lock_guard<std::mutex> mk(mpi_mutex());
   for (auto& r : recvs) {
     if (r == MPI_REQUEST_NULL) continue;
-    MPI_Cancel(&r);  // local: a late answer stays unmatched under its retired tag
-    MPI_Request_free(&r);
+    // Local, and best effort: a late answer stays unmatched under its retired tag.
+    (void)MPI_Cancel(&r);
+    (void)MPI_Request_free(&r);
   }
-  for (auto& r : sends) MPI_Request_free(&r);  // two ints: delivered eagerly
+  for (auto& r : sends) (void)MPI_Request_free(&r);  // two ints: delivered eagerly
   for (auto& j : out)
     if (j.is_discarded()) j = nullptr;
   return out;
@@ -677,7 +678,7 @@ void progress_loop() {
         if (i == 0) {
           if (err == MPI_SUCCESS) {
             int n = 0;
-            MPI_Get_count(&statuses[k], MPI_CHAR, &n);
+            if (MPI_Get_count(&statuses[k], MPI_CHAR, &n) != MPI_SUCCESS) n = 0;
             n = std::clamp(n, 0, kFailureBytes);
             record_failure(e, statuses[k].MPI_SOURCE, std::string(e.fail_buf.data(), n), ops);
           }
@@ -869,17 +870,21 @@ void comm_start(MPI_Comm world) {
     // several communicators, a libnbc schedule broken by mismatched collectives) go to the
     // world's handler: return them, so that they fail operations with a message instead of
     // aborting the job from inside MPI.
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+    check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
+              "MPI_Comm_set_errhandler (MPI_COMM_WORLD)");
+    check_mpi(MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN),
+              "MPI_Comm_set_errhandler (MPI_COMM_SELF)");
     check_mpi(MPI_Comm_rank(world, &e.world_rank), "MPI_Comm_rank");
     check_mpi(MPI_Comm_size(world, &e.world_size), "MPI_Comm_size");
     check_mpi(MPI_Comm_dup(world, &e.fail_comm), "MPI_Comm_dup (failure channel)");
-    MPI_Comm_set_errhandler(e.fail_comm, MPI_ERRORS_RETURN);
+    check_mpi(MPI_Comm_set_errhandler(e.fail_comm, MPI_ERRORS_RETURN),
+              "MPI_Comm_set_errhandler (failure channel)");
     check_mpi(MPI_Irecv(e.fail_buf.data(), kFailureBytes, MPI_CHAR, MPI_ANY_SOURCE, kFailureTag,
                         e.fail_comm, &e.fail_req),
               "MPI_Irecv (failure channel)");
     check_mpi(MPI_Comm_dup(world, &e.status_comm), "MPI_Comm_dup (status channel)");
-    MPI_Comm_set_errhandler(e.status_comm, MPI_ERRORS_RETURN);
+    check_mpi(MPI_Comm_set_errhandler(e.status_comm, MPI_ERRORS_RETURN),
+              "MPI_Comm_set_errhandler (status channel)");
     check_mpi(MPI_Irecv(e.status_buf.data(), 2, MPI_INT, MPI_ANY_SOURCE, kStatusTag, e.status_comm,
                         &e.status_req),
               "MPI_Irecv (status channel)");
@@ -924,7 +929,8 @@ void comm_stop() {
   e.done.notify_all();
   {
     std::lock_guard<std::mutex> mk(mpi_mutex());
-    // Cancelling a receive is local, so this cannot hang on peers that are gone.
+    // Cancelling a receive is local, so this cannot hang on peers that are gone. Shutdown goes
+    // on whatever these calls return (nothing is left to fail).
     for (MPI_Request* r : {&e.fail_req, &e.status_req}) {
       if (*r == MPI_REQUEST_NULL) continue;
       MPI_Cancel(r);

@@ -1,6 +1,7 @@
 // Splitting a DistributedModel's module tree across pipeline partitions.
 #include <smp/engine/autograd.h>
 #include <smp/engine/placement.h>
+#include <smp/parallel/partition.h>
 #include <smp/parallel/runtime.h>
 
 #include <algorithm>
@@ -94,25 +95,24 @@ class TraceHook final : public PlacementHook {
   std::map<const nn::Module*, Cost> costs;
 };
 
-void to_meta_in_place(Tensor& t, int partition) {
-  TensorImpl& impl = *t.unsafe_impl();
-  impl.storage.reset();
-  impl.device = Device(DeviceType::Meta);
-  impl.offset = 0;
-  impl.partition = partition;
-  if (t.requires_grad() && t.grad().defined()) t.set_grad(Tensor());
-}
-
 }  // namespace
 
 namespace detail {
 
-void partition_model(DistributedModel& model, const Tensor& example) {
-  if (model.partitioned_) return;
-  const Config& cfg = config();
-  const int pp = pp_size(), mine = pp_rank();
-  auto named = model.module_->named_modules();
+int checked_partition(int i) {
+  SMP_CHECK(i >= 0, "smp::partition({}): a partition index is >= 0", i);
+  return i;
+}
 
+namespace {
+
+using NamedModules = std::vector<std::pair<std::string, std::shared_ptr<nn::Module>>>;
+/// Each module's partition.
+using Assignment = std::map<const nn::Module*, int>;
+
+/// The modules that own parameters or buffers, weighted by their element count (the
+/// weight auto-partitioning uses when there is no example input to trace).
+std::vector<Unit> stateful_units(const NamedModules& named, int pp) {
   std::vector<Unit> units;
   for (auto& [name, m] : named) {
     const auto own_p = m->named_parameters(false);
@@ -130,97 +130,125 @@ void partition_model(DistributedModel& model, const Tensor& example) {
         fmt::format("smp: the model has {} module(s) with parameters or buffers, too few for "
                     "pipeline_parallel_degree {}: a partition would be left empty",
                     units.size(), pp));
+  return units;
+}
 
-  // Auto-partitioning balances compute against memory: one forward of the first microbatch
-  // (every rank runs the same, so all reach the same decision) gives each module's FLOPs;
-  // parameter and activation sizes its memory; memory_weight mixes the two.
-  if (cfg.auto_partition && example.defined()) {
-    TraceHook trace;
-    {
-      // In eval mode, so that the trace moves no batch-norm statistics and draws no dropout
-      // masks: the step that follows must be the step the user asked for.
-      NoGradGuard ng;
-      std::vector<std::pair<nn::Module*, bool>> modes;
-      for (auto& [n, m] : named) modes.emplace_back(m.get(), m->is_training());
-      model.module_->eval();
-      PlacementHook* prev = set_placement_hook(&trace);
-      auto restore = [&] {
-        set_placement_hook(prev);
-        for (auto& [m, on] : modes) m->train(on);  // root first, so children end as they were
-      };
-      try {
-        (*model.module_)(example);
-      } catch (...) {
-        restore();
-        throw;
-      }
-      restore();
-    }
-    double total_flops = 0, total_mem = 0;
-    std::vector<double> mem(units.size());
-    for (size_t i = 0; i < units.size(); ++i) {
-      mem[i] = units[i].weight * 4 + trace.costs[units[i].module].activation_bytes;
-      total_flops += trace.costs[units[i].module].flops;
-      total_mem += mem[i];
-    }
-    const double mw = cfg.memory_weight_value();
-    for (size_t i = 0; i < units.size(); ++i)
-      units[i].weight = mw * mem[i] / std::max(total_mem, 1.0) +
-                        (1 - mw) * trace.costs[units[i].module].flops / std::max(total_flops, 1.0) +
-                        1e-9;
+/// One forward of `example` on this rank, in eval mode and without autograd, charging each
+/// op's FLOPs and input bytes to the innermost module. Every rank runs the same, so all reach
+/// the same decision.
+std::map<const nn::Module*, Cost> trace_costs(nn::Module& root, const NamedModules& named,
+                                               const Tensor& example) {
+  TraceHook trace;
+  // In eval mode, so that the trace moves no batch-norm statistics and draws no dropout
+  // masks: the step that follows must be the step the user asked for.
+  NoGradGuard ng;
+  std::vector<std::pair<nn::Module*, bool>> modes;
+  for (auto& [n, m] : named) modes.emplace_back(m.get(), m->is_training());
+  root.eval();
+  PlacementHook* prev = set_placement_hook(&trace);
+  auto restore = [&] {
+    set_placement_hook(prev);
+    for (auto& [m, on] : modes) m->train(on);  // root first, so children end as they were
+  };
+  try {
+    root(example);
+  } catch (...) {
+    restore();
+    throw;
   }
+  restore();
+  return std::move(trace.costs);
+}
 
-  std::map<const nn::Module*, int> part;
+/// Auto-partitioning balances compute against memory: each unit's weight becomes its share
+/// of the model's FLOPs and of its memory (parameters and activations), mixed by
+/// memory_weight.
+void weigh_units(std::vector<Unit>& units, const std::map<const nn::Module*, Cost>& costs,
+                 double memory_weight) {
+  auto cost_of = [&](const nn::Module* m) {
+    auto it = costs.find(m);
+    return it == costs.end() ? Cost{} : it->second;
+  };
+  double total_flops = 0, total_mem = 0;
+  std::vector<double> mem(units.size());
+  for (size_t i = 0; i < units.size(); ++i) {
+    mem[i] = units[i].weight * 4 + cost_of(units[i].module).activation_bytes;
+    total_flops += cost_of(units[i].module).flops;
+    total_mem += mem[i];
+  }
+  for (size_t i = 0; i < units.size(); ++i)
+    units[i].weight = memory_weight * mem[i] / std::max(total_mem, 1.0) +
+                      (1 - memory_weight) * cost_of(units[i].module).flops /
+                          std::max(total_flops, 1.0) +
+                      1e-9;
+}
+
+/// Auto: contiguous runs of units of balanced weight. Manual: a module's own smp::partition,
+/// else its parent's, else default_partition.
+Assignment assign(const NamedModules& named, const std::vector<Unit>& units, const Config& cfg,
+                  int pp) {
+  Assignment part;
   if (cfg.auto_partition) {
     std::vector<double> w;
     for (const Unit& u : units) w.push_back(u.weight);
     const std::vector<int> of = balanced_split(w, pp);
     for (size_t i = 0; i < units.size(); ++i) part[units[i].module] = of[i];
-  } else {
-    // Manual: a module's own smp::partition scope, else its parent's, else default_partition.
-    std::map<std::string, int> by_name;
-    for (auto& [name, m] : named) {
-      int p = m->partition();
-      if (p < 0) p = name.empty() ? cfg.default_partition_value() : by_name.at(parent_name(name));
-      if (p >= pp)
-        throw ConfigError(
-            fmt::format("smp: module '{}' is on partition {}, but pipeline_parallel_degree is {} "
-                        "(partitions 0..{})",
-                        name.empty() ? "(root)" : name, p, pp, pp - 1));
-      by_name[name] = p;
-      part[m.get()] = p;
-    }
+    return part;
   }
+  std::map<std::string, int> by_name;
+  for (auto& [name, m] : named) {
+    int p = get_partition(*m);
+    if (p < 0) p = name.empty() ? cfg.default_partition_value() : by_name.at(parent_name(name));
+    if (p >= pp)
+      throw ConfigError(
+          fmt::format("smp: module '{}' is on partition {}, but pipeline_parallel_degree is {} "
+                      "(partitions 0..{})",
+                      name.empty() ? "(root)" : name, p, pp, pp - 1));
+    by_name[name] = p;
+    part[m.get()] = p;
+  }
+  return part;
+}
 
-  // Modules sharing a parameter must live together: the later one follows the first.
+/// Modules sharing a parameter must live together: the later one follows the first.
+void colocate_shared_parameters(const std::vector<Unit>& units, Assignment& part) {
   std::map<const TensorImpl*, int> owner_of;
   for (const Unit& u : units)
     for (auto& [n, t] : u.module->named_parameters(false)) {
       auto [it, fresh] = owner_of.emplace(t.unsafe_impl(), part[u.module]);
       if (!fresh) part[u.module] = it->second;
     }
+}
 
-  std::vector<int64_t> params(static_cast<size_t>(pp), 0);
-  std::vector<double> cost(static_cast<size_t>(pp), 0);
+/// Per partition: its parameter count and its share of the units' weight. Throws when a
+/// partition got no unit.
+struct PartitionLoad {
+  std::vector<int64_t> params;
+  std::vector<double> cost;
   double total = 0;
+};
+PartitionLoad measure_load(const std::vector<Unit>& units, const Assignment& part, int pp) {
+  PartitionLoad load{std::vector<int64_t>(static_cast<size_t>(pp), 0),
+                     std::vector<double>(static_cast<size_t>(pp), 0), 0};
   for (const Unit& u : units) {
-    const int p = part[u.module];
-    cost[static_cast<size_t>(p)] += u.weight;
-    total += u.weight;
-    for (auto& [n, t] : u.module->named_parameters(false))
-      params[static_cast<size_t>(p)] += t.numel();
+    const auto p = static_cast<size_t>(part.at(u.module));
+    load.cost[p] += u.weight;
+    load.total += u.weight;
+    for (auto& [n, t] : u.module->named_parameters(false)) load.params[p] += t.numel();
   }
   for (int p = 0; p < pp; ++p)
-    if (cost[static_cast<size_t>(p)] == 0)
+    if (load.cost[static_cast<size_t>(p)] == 0)
       throw ConfigError(fmt::format(
           "smp: partition {} is left empty: no module with parameters or buffers is assigned to "
           "it (pipeline_parallel_degree {}); put modules in smp::partition({}) scopes or use "
           "auto_partition",
           p, pp, p));
+  return load;
+}
 
-  // Stateless modules: the partition of their first stateful descendant, else their parent's.
-  model.module_partition_.clear();
-  model.assignment_names_.clear();
+/// Stateless modules: the partition of their first stateful descendant, else their parent's
+/// (the root's: 0).
+void assign_stateless(const NamedModules& named, Assignment& part) {
   for (auto it = named.rbegin(); it != named.rend(); ++it) {
     const nn::Module* m = it->second.get();
     if (part.count(m)) continue;
@@ -235,56 +263,89 @@ void partition_model(DistributedModel& model, const Tensor& example) {
     if (!part.count(m.get()))
       part[m.get()] = name.empty() ? 0 : part.at(by_name.at(parent_name(name)));
     by_name[name] = m.get();
-    model.module_partition_[m.get()] = part[m.get()];
-    model.assignment_names_.emplace_back(name, part[m.get()]);
   }
+}
 
-  // Each rank keeps its own partition's tensors; the rest become meta shells that remember
-  // where their values live.
-  model.tensor_partition_.clear();
-  std::vector<std::pair<std::string, Tensor>> local;
+/// Rank 0 prints each module's partition and each partition's load.
+void report(const std::vector<std::pair<std::string, int>>& assignment, const PartitionLoad& load,
+            int pp) {
+  if (rank() != 0) return;
+  std::string msg = "Partition assignments:\n";
+  for (auto& [name, p] : assignment)
+    msg += fmt::format("  {}: {}\n", name.empty() ? "(root)" : name, p);
+  for (int p = 0; p < pp; ++p)
+    msg += fmt::format("  partition {}: {} parameters, estimated cost {:.2f}\n", p,
+                       load.params[static_cast<size_t>(p)],
+                       load.cost[static_cast<size_t>(p)] / load.total);
+  std::fputs(msg.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+/// Trace (auto only, with an example), cost, assign, fix up (shared parameters, stateless
+/// modules), keep this rank's tensors, report; then the hooks waiting for the partition.
+void partition_model(DistributedModel& model, const Tensor& example) {
+  if (model.partitioned_) return;
+  const Config& cfg = config();
+  const int pp = pp_size(), mine = pp_rank();
+  const NamedModules named = model.module_->named_modules();
+
+  std::vector<Unit> units = stateful_units(named, pp);
+  if (cfg.auto_partition && example.defined())
+    weigh_units(units, trace_costs(*model.module_, named, example), cfg.memory_weight_value());
+  Assignment part = assign(named, units, cfg, pp);
+  colocate_shared_parameters(units, part);
+  const PartitionLoad load = measure_load(units, part, pp);
+  assign_stateless(named, part);
+
+  model.module_partition_.clear();
+  model.assignment_names_.clear();
   for (auto& [name, m] : named) {
-    const int p = part[m.get()];
-    const std::string prefix = name.empty() ? "" : name + ".";
-    for (auto& [n, t] : m->named_parameters(false)) {
-      Tensor h = t;
-      model.tensor_partition_[prefix + n] = p;
-      if (p == mine) {
-        h.unsafe_impl()->partition = p;
-        local.emplace_back(prefix + n, h);
-      } else {
-        to_meta_in_place(h, p);
-      }
-    }
-    for (auto& [n, t] : m->named_buffers(false)) {
-      Tensor h = t;
-      model.tensor_partition_[prefix + n] = p;
-      if (p == mine)
-        h.unsafe_impl()->partition = p;
-      else
-        to_meta_in_place(h, p);
-    }
+    model.module_partition_[m.get()] = part.at(m.get());
+    model.assignment_names_.emplace_back(name, part.at(m.get()));
   }
   model.pipeline_.unit_partition.clear();
-  for (const Unit& u : units) model.pipeline_.unit_partition[u.module] = part[u.module];
+  for (const Unit& u : units) model.pipeline_.unit_partition[u.module] = part.at(u.module);
+  const auto local = model.keep_local_tensors();
   if (!local.empty()) model.pipeline_.device = local.front().second.device();
   model.partitioned_ = true;
   model.make_reducer(local);
 
-  if (rank() == 0) {
-    std::string msg = "Partition assignments:\n";
-    for (auto& [name, p] : model.assignment_names_)
-      msg += fmt::format("  {}: {}\n", name.empty() ? "(root)" : name, p);
-    for (int p = 0; p < pp; ++p)
-      msg += fmt::format("  partition {}: {} parameters, estimated cost {:.2f}\n", p,
-                         params[static_cast<size_t>(p)], cost[static_cast<size_t>(p)] / total);
-    std::fputs(msg.c_str(), stdout);
-    std::fflush(stdout);
-  }
+  report(model.assignment_names_, load, pp);
   for (auto& hook : model.post_partition_hooks_) hook(model);
 }
 
 }  // namespace detail
+
+std::vector<std::pair<std::string, Tensor>> DistributedModel::keep_local_tensors() {
+  // Each rank keeps its own partition's tensors; the rest become meta shells that remember
+  // where their values live.
+  const int mine = pp_rank();
+  tensor_partition_.clear();
+  std::vector<std::pair<std::string, Tensor>> local;
+  for (auto& [name, m] : module_->named_modules()) {
+    const int p = module_partition_.at(m.get());
+    const std::string prefix = name.empty() ? "" : name + ".";
+    for (auto& [n, t] : m->named_parameters(false)) {
+      tensor_partition_[prefix + n] = p;
+      if (p != mine) {
+        detail::release_to_meta(t, p);
+        continue;
+      }
+      detail::set_held_by(t, p);
+      local.emplace_back(prefix + n, t);
+    }
+    for (auto& [n, t] : m->named_buffers(false)) {
+      tensor_partition_[prefix + n] = p;
+      if (p == mine)
+        detail::set_held_by(t, p);
+      else
+        detail::release_to_meta(t, p);
+    }
+  }
+  return local;
+}
 
 std::vector<Tensor> DistributedModel::local_parameters() const {
   std::vector<Tensor> out;

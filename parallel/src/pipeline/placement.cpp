@@ -42,18 +42,13 @@ struct Pending {
 };
 
 /// Gives a meta tensor real storage on `device` filled by a receive from group rank `src`.
-void materialize(const Tensor& t, Communicator& pp, int src, int tag, Device device, int mb) {
+void receive_value(const Tensor& t, Communicator& pp, int src, int tag, Device device, int mb) {
   Tensor buf = empty(t.sizes(), TensorOptions(t.dtype()).device(device));
   {
     trace::Span span(trace::Kind::Recv, "recv", mb, src, static_cast<int64_t>(buf.nbytes()));
     pp.recv(buf, src, tag)->wait();
   }
-  TensorImpl& impl = *t.unsafe_impl();
-  const TensorImpl& b = *buf.unsafe_impl();
-  impl.storage = b.storage;
-  impl.strides = b.strides;
-  impl.offset = 0;
-  impl.device = b.device;
+  materialize(t, buf);
 }
 
 class MicrobatchHook final : public PlacementHook {
@@ -78,18 +73,18 @@ class MicrobatchHook final : public PlacementHook {
     }
     if (exec < 0)
       for (const Tensor* t : inputs)
-        if (t->unsafe_impl()->partition >= 0) {
-          exec = t->unsafe_impl()->partition;
+        if (held_by(*t) >= 0) {
+          exec = held_by(*t);
           break;
         }
     if (exec < 0) return Placement{-1, true, device_};  // replicated: every rank computes it
 
     for (const Tensor* t : inputs) {
-      const int holder = t->unsafe_impl()->partition;
+      const int holder = held_by(*t);
       if (holder < 0 || holder == exec) continue;
       if (holder > exec && (mine_ == exec || mine_ == holder)) pending_->backward_flow = true;
       if (mine_ == exec && t->is_meta()) {
-        materialize(*t, pp_, holder, forward_tag(mb_), device_, mb_);
+        receive_value(*t, pp_, holder, forward_tag(mb_), device_, mb_);
         if (t->requires_grad()) send_gradient_back(*t, holder);
       } else if (mine_ == holder && sent_.insert({t->unsafe_impl(), exec}).second) {
         Tensor v = t->contiguous();
@@ -186,7 +181,7 @@ void share_step_outputs(std::vector<Tensor>& outputs) {
   const int mine = pp_rank();
   for (Tensor& t : outputs) {
     if (!t.defined()) continue;
-    const int holder = t.unsafe_impl()->partition;
+    const int holder = held_by(t);
     if (holder < 0) continue;  // every rank computed it
     // Host copies, so ranks computing on different devices can share them.
     Tensor v = holder == mine ? t.detach().to(Device(DeviceType::CPU)).contiguous().clone()

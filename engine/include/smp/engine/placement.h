@@ -24,9 +24,9 @@ class PlacementHook {
  public:
   virtual ~PlacementHook() = default;
   /// Called once per outermost op with its tensor inputs (undefined tensors omitted), before the op
-  /// validates or computes anything. It may materialize a meta input in place (give its TensorImpl
-  /// real storage and a real device) so that the op computes with it. Ops the hook itself runs
-  /// do not consult it (they run as without a hook).
+  /// validates or computes anything. It may give a meta input its values in place
+  /// (detail::materialize) so that the op computes with it. Ops the hook itself runs do not
+  /// consult it (they run as without a hook).
   virtual Placement place(const char* op, const std::vector<const Tensor*>& inputs) = 0;
 };
 
@@ -50,5 +50,24 @@ class PlacementGuard {
   Placement placement_;
   const Placement* prev_;
 };
+
+/// What a pipeline needs to do to a tensor's value in place, in the engine's terms; every
+/// handle to the tensor sees the change. parallel/ calls these instead of writing TensorImpl.
+namespace detail {
+
+/// The partition holding t's value (an op's outputs take its placement's partition; -1:
+/// every rank holds it).
+int held_by(const Tensor& t);
+/// Records that `partition` holds t's value (-1: every rank).
+void set_held_by(const Tensor& t, int partition);
+/// Releases t's storage: t becomes a meta tensor of the same shape and dtype whose value
+/// `partition` holds, and a gradient it had is dropped. Autograd identity is kept.
+void release_to_meta(const Tensor& t, int partition);
+/// Gives the meta tensor t the values of `values` (same shape and dtype), e.g. received
+/// from the rank that computed them. t had no value before, so its version stays: autograd
+/// nodes that saved t (as meta) see the values rather than a modification.
+void materialize(const Tensor& t, const Tensor& values);
+
+}  // namespace detail
 
 }  // namespace smp

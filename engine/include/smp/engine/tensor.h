@@ -147,6 +147,10 @@ class Tensor {
   void register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook) const;
   uint64_t _version() const { return impl().version; }
   void bump_version() const { ++impl_->version; }
+  /// libtorch's `set_data` (PyTorch's `param.data = new_data`): every handle to this tensor
+  /// sees new_data's storage, shape, dtype and device; autograd identity (leaf,
+  /// requires_grad, hooks) is kept, and the version is bumped.
+  void set_data(const Tensor& new_data) const;
 
   // ---- in-place (for optimizers; not recorded by autograd on leaves that need grad) ----
   Tensor& copy_(const Tensor& src);

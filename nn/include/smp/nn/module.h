@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,23 +34,24 @@ class ModuleCallScope {
   ModuleCallScope& operator=(const ModuleCallScope&) = delete;
 };
 
-/// RAII: modules constructed on this thread while it lives are assigned pipeline partition
-/// `p` (innermost scope wins). smp::partition is the user-facing name.
-class PartitionScope {
+/// RAII: every Module constructed on this thread while it lives gets attribute `key` =
+/// `value` (the innermost scope of a key wins). The construction-time counterpart of the
+/// engine's placement hook: higher layers build their scopes on it (parallel/'s
+/// smp::partition), and nn stores the values without reading them.
+class AttributeScope {
  public:
-  explicit PartitionScope(int p);
-  ~PartitionScope();
-  PartitionScope(const PartitionScope&) = delete;
-  PartitionScope& operator=(const PartitionScope&) = delete;
+  AttributeScope(std::string key, int value);
+  ~AttributeScope();
+  AttributeScope(const AttributeScope&) = delete;
+  AttributeScope& operator=(const AttributeScope&) = delete;
 };
-/// The partition of the innermost PartitionScope on this thread, or -1.
-int current_partition_scope();
 
 /// A tree of modules owning parameters (trainable leaves) and buffers (state such as batch
 /// norm's running statistics), all enumerated in registration order with PyTorch's names.
 class Module : public std::enable_shared_from_this<Module> {
  public:
-  Module() = default;
+  /// Takes the attributes of the AttributeScopes open on this thread.
+  Module();
   virtual ~Module() = default;
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
@@ -113,10 +115,10 @@ class Module : public std::enable_shared_from_this<Module> {
   /// Total number of parameter elements.
   int64_t num_parameters() const;
 
-  /// Pipeline partition given by a PartitionScope at construction or by set_partition;
-  /// -1 when none was given (the pipeline then decides).
-  int partition() const { return partition_; }
-  void set_partition(int p) { partition_ = p; }
+  /// An attribute a higher layer attached to this module (by an AttributeScope at
+  /// construction or set_attribute), or nullopt. Keys belong to that layer.
+  std::optional<int> attribute(const std::string& key) const;
+  void set_attribute(const std::string& key, int value) { attributes_[key] = value; }
 
  private:
   void register_module_impl(const std::string& name, std::shared_ptr<Module> m);
@@ -130,7 +132,7 @@ class Module : public std::enable_shared_from_this<Module> {
   std::deque<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
-  int partition_ = current_partition_scope();
+  std::map<std::string, int> attributes_;
 };
 
 }  // namespace smp::nn

@@ -128,6 +128,9 @@ class DistributedModel {
   };
 
   void make_reducer(const std::vector<std::pair<std::string, Tensor>>& params);
+  /// After partitioning: turns the tensors of other partitions into meta shells, records
+  /// where each state_dict key lives, and returns this rank's parameters by name.
+  std::vector<std::pair<std::string, Tensor>> keep_local_tensors();
   /// Makes a gradient that reaches a parameter outside backward() an error (see ddp.cpp).
   void guard_plain_backward();
 

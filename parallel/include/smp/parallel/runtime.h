@@ -17,12 +17,29 @@ namespace smp {
 /// environment variable SM_HP_MP_PARAMETERS, else the defaults. A bad configuration throws
 /// smp::Error with the same message on every rank before any collective has started.
 /// Calling init twice is an error. Works without mpirun (a world of one).
+///
+/// Besides MPI and the groups, init changes this process in these ways, all undone or
+/// harmless after finalize():
+/// - If it starts MPI: sets OMPI_MCA_coll_libnbc_iallreduce_algorithm=1 (the ring
+///   nonblocking allreduce; a value already in the environment is kept) before MPI_Init.
+/// - MPI_COMM_WORLD and MPI_COMM_SELF get MPI_ERRORS_RETURN, so MPI errors fail the call
+///   with a CommError instead of aborting from inside MPI.
+/// - A std::terminate handler that reports the uncaught exception and stops every rank
+///   (MPI_Abort) rather than leaving the others waiting; finalize() puts the previous
+///   handler back.
+/// - finalize() is registered with std::atexit.
+/// - A background thread drives communication (and answers other ranks' status queries)
+///   until finalize().
+/// - With CUDA devices: the current device becomes cuda:local_rank.
+/// - The communication timeout (comm_timeout, unless SMP_COMM_TIMEOUT is set) and the
+///   trace/flight-record directory (trace_dir, else SMP_TRACE) are set process-wide.
 void init(int& argc, char** argv);
 /// init from parameters given in code (the environment and argv are not read).
 void init(const Config& config);
 /// init with the environment or defaults, for programs that keep their own argv.
 void init();
-/// Tears down communicators and MPI; also run at exit. Safe to call more than once.
+/// Tears down communicators and MPI (if init started it), and restores the terminate
+/// handler init replaced; also run at exit. Safe to call more than once.
 void finalize();
 bool is_initialized();
 

@@ -22,6 +22,7 @@
 #if SMP_WITH_NCCL
 
 #include <nccl.h>
+#include <smp/engine/detail/cuda_stream.h>
 #include <smp/engine/device.h>
 
 #include <chrono>
@@ -30,7 +31,6 @@
 #include <thread>
 
 #include "comm/progress.h"
-#include "cuda/cuda_common.h"
 
 namespace smp::detail {
 

@@ -265,9 +265,9 @@ void partition_model(DistributedModel& model, const Tensor& example) {
         to_meta_in_place(h, p);
     }
   }
-  model.pipeline_.unit_partition.clear();
-  for (const Unit& u : units) model.pipeline_.unit_partition[u.module] = part[u.module];
-  if (!local.empty()) model.pipeline_.device = local.front().second.device();
+  model.pipeline_->unit_partition.clear();
+  for (const Unit& u : units) model.pipeline_->unit_partition[u.module] = part[u.module];
+  if (!local.empty()) model.pipeline_->device = local.front().second.device();
   model.partitioned_ = true;
   model.make_reducer(local);
 

@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "pipeline/executor.h"  // internal: smp_parallel_internal
+
 namespace pl = smp::pipeline;
 
 int main(int argc, char** argv) {

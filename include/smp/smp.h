@@ -36,10 +36,8 @@
 #include <smp/parallel/comm.h>
 #include <smp/parallel/config.h>
 #include <smp/parallel/distributed.h>
-#include <smp/parallel/executor.h>
 #include <smp/parallel/partition.h>
 #include <smp/parallel/runtime.h>
-#include <smp/parallel/schedule.h>
 #include <smp/parallel/step.h>
 #include <smp/parallel/topology.h>
 #include <smp/parallel/trace.h>

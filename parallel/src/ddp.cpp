@@ -1,7 +1,6 @@
 // Data parallelism: gradient buckets reduced over the DP group while backward runs.
 #include <smp/engine/autograd.h>
 #include <smp/parallel/distributed.h>
-#include <smp/parallel/executor.h>
 #include <smp/parallel/runtime.h>
 #include <smp/parallel/trace.h>
 
@@ -11,6 +10,8 @@
 #include <set>
 
 #include "comm/backend.h"
+#include "pipeline/executor.h"
+#include "pipeline/pipeline.h"
 
 namespace smp {
 namespace detail {
@@ -211,7 +212,9 @@ void broadcast_from_first(Communicator& c, const std::vector<Tensor>& tensors) {
 
 DistributedModel::DistributedModel(std::shared_ptr<nn::Module> module,
                                    DistributedModelOptions options)
-    : module_(std::move(module)), options_(options) {
+    : module_(std::move(module)),
+      options_(options),
+      pipeline_(std::make_unique<detail::PipelineState>()) {
   SMP_CHECK(module_ != nullptr, "DistributedModel: the module is null");
   SMP_CHECK(options_.bucket_cap_mb > 0, "DistributedModel: bucket_cap_mb must be > 0, got {}",
             options_.bucket_cap_mb);

@@ -13,7 +13,7 @@ namespace detail {
 /// The one door from smp::step into DistributedModel's step bookkeeping.
 struct StepAccess {
   static auto& state(DistributedModel& m) { return m.step_; }
-  static PipelineState& pipeline(DistributedModel& m) { return m.pipeline_; }
+  static PipelineState& pipeline(DistributedModel& m) { return *m.pipeline_; }
 };
 
 Tensor microbatch_slice(const Tensor& t, int64_t axis, int mb, int microbatches, size_t position) {

@@ -1,4 +1,6 @@
 // The pipeline executor: tasks run one at a time, in exactly the order of the action list.
+#include "pipeline/executor.h"  // internal: smp_parallel_internal
+
 #include <gtest/gtest.h>
 #include <smp/smp.h>
 

@@ -1,9 +1,10 @@
 // Pipeline schedules: every stage's list is complete and pairs with its neighbours', the
 // unit-time simulation never deadlocks and respects every dependency, GPipe and 1F1B reach their
 // known makespans and activation peaks, and the simulator itself catches broken lists.
+#include "pipeline/schedule.h"
+
 #include <gtest/gtest.h>
 #include <smp/engine/error.h>
-#include <smp/parallel/schedule.h>
 
 #include <algorithm>
 #include <map>

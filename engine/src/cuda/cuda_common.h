@@ -20,6 +20,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#include <smp/engine/detail/cuda_stream.h>  // SMP_CUDA_CHECK, compute_stream, DeviceGuard
 #include <smp/engine/error.h>
 #include <smp/engine/tensor.h>
 
@@ -28,23 +29,13 @@
 namespace smp::cuda {
 
 namespace detail {
-[[noreturn]] void throw_cuda(const char* call, const char* file, int line, const char* what);
 const char* cublas_status_string(cublasStatus_t s);
 }  // namespace detail
 
 }  // namespace smp::cuda
 
-// Each macro throws smp::Error naming the failing call, where it was, and the library's
-// own description of the error. Library code never exits.
-#define SMP_CUDA_CHECK(expr)                                                                  \
-  do {                                                                                        \
-    cudaError_t _smp_e = (expr);                                                              \
-    if (_smp_e != cudaSuccess) {                                                              \
-      (void)cudaGetLastError(); /* so the next call does not report it again */               \
-      ::smp::cuda::detail::throw_cuda(#expr, __FILE__, __LINE__, cudaGetErrorString(_smp_e)); \
-    }                                                                                         \
-  } while (0)
-
+// Like SMP_CUDA_CHECK (smp/engine/detail/cuda_stream.h), each macro throws smp::Error naming
+// the failing call, where it was, and the library's own description of the error.
 #define SMP_CUBLAS_CHECK(expr)                                                            \
   do {                                                                                    \
     cublasStatus_t _smp_s = (expr);                                                       \
@@ -65,9 +56,6 @@ const char* cublas_status_string(cublasStatus_t s);
 
 namespace smp::cuda {
 
-int current_device();
-/// The non-default stream all kernels of `device` run on (created on first use).
-cudaStream_t compute_stream(int device);
 /// Handles bound to compute_stream(device), created on first use.
 cublasHandle_t cublas_handle(int device);
 cudnnHandle_t cudnn_handle(int device);
@@ -76,23 +64,6 @@ cudnnHandle_t cudnn_handle(int device);
 /// current device) so the block is not reused before the stream has passed this point, and
 /// returns true; false for any other memory.
 bool record_pinned_use(const void* ptr, cudaStream_t stream);
-
-/// Makes `device` current for the guard's lifetime (restores the previous one).
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device);
-  explicit DeviceGuard(const Tensor& t) : DeviceGuard(t.device().index()) {}
-  ~DeviceGuard();
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = -1;
-  int cur_ = -1;
-};
-
-/// The compute stream of a tensor's device.
-inline cudaStream_t stream_of(const Tensor& t) { return compute_stream(t.device().index()); }
 
 /// A contiguous copy of `t` on its device (t itself when already contiguous), no autograd.
 Tensor contiguous(const Tensor& t);

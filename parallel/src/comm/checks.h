@@ -70,4 +70,46 @@ inline void check_reduce_dtype(const OpContext& c, Dtype d, ReduceOp op) {
                           dtype_name(d)));
 }
 
+/// reduce_scatter's arguments: one input per rank, each a tensor the backend takes
+/// (`check(c, t, what)`) of the output's dtype, a dtype `op` can reduce, and this rank's input
+/// as large as the output.
+template <class Check>
+void check_reduce_scatter_args(const OpContext& c, const std::vector<Tensor>& inputs,
+                               const Tensor& output, ReduceOp op, int rank, int size,
+                               const Check& check) {
+  check_list_size(c, inputs.size(), size, "inputs");
+  check(c, output, "the output");
+  for (int i = 0; i < size; ++i) {
+    check(c, inputs[i], fmt::format("inputs[{}]", i));
+    check_same_dtype(c, inputs[i], output.dtype(), fmt::format("inputs[{}]", i));
+  }
+  check_reduce_dtype(c, output.dtype(), op);
+  if (inputs[rank].numel() != output.numel())
+    misuse(c, fmt::format("inputs[{}] (this rank's slot) has {} elements but the output has {}",
+                          rank, inputs[rank].numel(), output.numel()));
+}
+
+/// all_to_all's arguments: one input and one output per rank, each a tensor the backend takes
+/// (`check(c, t, what)`), all of one dtype, which it returns, and this rank's input to itself
+/// as large as its output.
+template <class Check>
+Dtype check_all_to_all_args(const OpContext& c, const std::vector<Tensor>& inputs,
+                            const std::vector<Tensor>& outputs, int rank, int size,
+                            const Check& check) {
+  check_list_size(c, inputs.size(), size, "inputs");
+  check_list_size(c, outputs.size(), size, "outputs");
+  const Dtype d = inputs[0].defined() ? inputs[0].dtype() : kFloat32;
+  for (int i = 0; i < size; ++i) {
+    check(c, inputs[i], fmt::format("inputs[{}]", i));
+    check(c, outputs[i], fmt::format("outputs[{}]", i));
+    check_same_dtype(c, inputs[i], d, fmt::format("inputs[{}]", i));
+    check_same_dtype(c, outputs[i], d, fmt::format("outputs[{}]", i));
+  }
+  if (inputs[rank].numel() != outputs[rank].numel())
+    misuse(c, fmt::format("inputs[{0}] and outputs[{0}] (this rank to itself) have {1} and {2} "
+                          "elements; they must match",
+                          rank, inputs[rank].numel(), outputs[rank].numel()));
+  return d;
+}
+
 }  // namespace smp::detail

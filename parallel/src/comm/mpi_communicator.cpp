@@ -19,6 +19,7 @@
 #include "comm/backend.h"
 #include "comm/checks.h"
 #include "comm/progress.h"
+#include "comm/reduce.h"
 
 namespace smp::detail {
 
@@ -46,17 +47,13 @@ MPI_Datatype mpi_type(Dtype d) {
 }
 
 MPI_Op mpi_op(Dtype d, ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum:
-      return d == kBool ? MPI_MAX : MPI_SUM;
-    case ReduceOp::Avg:
-      return MPI_SUM;
-    case ReduceOp::Max:
-      return MPI_MAX;
-    case ReduceOp::Min:
-      return MPI_MIN;
-  }
-  return MPI_SUM;
+  // Avg: the sum, divided by the group size once it arrives.
+  return transport_op(d, op, TransportOps<MPI_Op>{MPI_SUM, MPI_MAX, MPI_MIN, MPI_SUM});
+}
+
+// check_tensor for this backend, as the argument checks shared with NCCL take it.
+void check_cpu_tensor(const OpContext& c, const Tensor& t, const std::string& what) {
+  check_tensor(c, t, what, false);
 }
 
 int to_int(const OpContext& c, size_t n, const char* what) {
@@ -311,16 +308,7 @@ class MpiCommunicator final : public Communicator {
 
   WorkPtr reduce_scatter(const std::vector<Tensor>& inputs, Tensor& output, ReduceOp op) override {
     OpContext c{"reduce_scatter", desc_, "MPI"};
-    check_list_size(c, inputs.size(), size_, "inputs");
-    check_tensor(c, output, "the output", false);
-    for (int i = 0; i < size_; ++i) {
-      check_tensor(c, inputs[i], fmt::format("inputs[{}]", i), false);
-      check_same_dtype(c, inputs[i], output.dtype(), fmt::format("inputs[{}]", i));
-    }
-    check_reduce_dtype(c, output.dtype(), op);
-    if (inputs[rank_].numel() != output.numel())
-      misuse(c, fmt::format("inputs[{}] (this rank's slot) has {} elements but the output has {}",
-                            rank_, inputs[rank_].numel(), output.numel()));
+    check_reduce_scatter_args(c, inputs, output, op, rank_, size_, check_cpu_tensor);
     const bool widened = is_half(output.dtype());
     const Dtype rd = widened ? kFloat32 : output.dtype();
     const size_t esize = element_size(rd);
@@ -386,19 +374,7 @@ class MpiCommunicator final : public Communicator {
 
   WorkPtr all_to_all(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) override {
     OpContext c{"all_to_all", desc_, "MPI"};
-    check_list_size(c, inputs.size(), size_, "inputs");
-    check_list_size(c, outputs.size(), size_, "outputs");
-    const Dtype d = inputs[0].defined() ? inputs[0].dtype() : kFloat32;
-    for (int i = 0; i < size_; ++i) {
-      check_tensor(c, inputs[i], fmt::format("inputs[{}]", i), false);
-      check_tensor(c, outputs[i], fmt::format("outputs[{}]", i), false);
-      check_same_dtype(c, inputs[i], d, fmt::format("inputs[{}]", i));
-      check_same_dtype(c, outputs[i], d, fmt::format("outputs[{}]", i));
-    }
-    if (inputs[rank_].numel() != outputs[rank_].numel())
-      misuse(c, fmt::format("inputs[{0}] and outputs[{0}] (this rank to itself) have {1} and {2} "
-                            "elements; they must match",
-                            rank_, inputs[rank_].numel(), outputs[rank_].numel()));
+    const Dtype d = check_all_to_all_args(c, inputs, outputs, rank_, size_, check_cpu_tensor);
     auto s = collective("all_to_all", dtype_name(d));
 
     std::optional<Layout> sd = direct_layout(c, inputs, false);

@@ -22,6 +22,7 @@
 #if SMP_WITH_NCCL
 
 #include <nccl.h>
+#include <smp/engine/detail/cuda_stream.h>
 #include <smp/engine/device.h>
 
 #include <chrono>
@@ -30,7 +31,7 @@
 #include <thread>
 
 #include "comm/progress.h"
-#include "cuda/cuda_common.h"
+#include "comm/reduce.h"
 
 namespace smp::detail {
 
@@ -72,17 +73,7 @@ ncclDataType_t nccl_type(const OpContext& c, Dtype d) {
 }
 
 ncclRedOp_t nccl_op(Dtype d, ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum:
-      return d == kBool ? ncclMax : ncclSum;
-    case ReduceOp::Avg:
-      return ncclAvg;
-    case ReduceOp::Max:
-      return ncclMax;
-    case ReduceOp::Min:
-      return ncclMin;
-  }
-  return ncclSum;
+  return transport_op(d, op, TransportOps<ncclRedOp_t>{ncclSum, ncclMax, ncclMin, ncclAvg});
 }
 
 /// A CUDA event without timing, destroyed with its owner.
@@ -314,16 +305,7 @@ class NcclCommunicator final : public Communicator {
 
   WorkPtr reduce_scatter(const std::vector<Tensor>& inputs, Tensor& output, ReduceOp op) override {
     OpContext c{"reduce_scatter", st_->desc, "NCCL"};
-    check_list_size(c, inputs.size(), size_, "inputs");
-    check(c, output, "the output");
-    for (int i = 0; i < size_; ++i) {
-      check(c, inputs[i], fmt::format("inputs[{}]", i));
-      check_same_dtype(c, inputs[i], output.dtype(), fmt::format("inputs[{}]", i));
-    }
-    check_reduce_dtype(c, output.dtype(), op);
-    if (inputs[rank_].numel() != output.numel())
-      misuse(c, fmt::format("inputs[{}] (this rank's slot) has {} elements but the output has {}",
-                            rank_, inputs[rank_].numel(), output.numel()));
+    check_reduce_scatter_args(c, inputs, output, op, rank_, size_, Checker{this});
     const ncclDataType_t dt = nccl_type(c, output.dtype());
     const ncclRedOp_t rop = nccl_op(output.dtype(), op);
     std::vector<Tensor> keep = inputs;
@@ -354,19 +336,7 @@ class NcclCommunicator final : public Communicator {
 
   WorkPtr all_to_all(const std::vector<Tensor>& inputs, std::vector<Tensor>& outputs) override {
     OpContext c{"all_to_all", st_->desc, "NCCL"};
-    check_list_size(c, inputs.size(), size_, "inputs");
-    check_list_size(c, outputs.size(), size_, "outputs");
-    const Dtype d = inputs[0].defined() ? inputs[0].dtype() : kFloat32;
-    for (int i = 0; i < size_; ++i) {
-      check(c, inputs[i], fmt::format("inputs[{}]", i));
-      check(c, outputs[i], fmt::format("outputs[{}]", i));
-      check_same_dtype(c, inputs[i], d, fmt::format("inputs[{}]", i));
-      check_same_dtype(c, outputs[i], d, fmt::format("outputs[{}]", i));
-    }
-    if (inputs[rank_].numel() != outputs[rank_].numel())
-      misuse(c, fmt::format("inputs[{0}] and outputs[{0}] (this rank to itself) have {1} and {2} "
-                            "elements; they must match",
-                            rank_, inputs[rank_].numel(), outputs[rank_].numel()));
+    check_all_to_all_args(c, inputs, outputs, rank_, size_, Checker{this});
     std::vector<Tensor> keep = inputs;
     keep.insert(keep.end(), outputs.begin(), outputs.end());
     return launch(c, collective_awaited(), std::move(keep), [&](ncclComm_t comm, cudaStream_t s) {
@@ -430,6 +400,14 @@ class NcclCommunicator final : public Communicator {
       misuse(c, fmt::format("{} is on {} but this communicator uses cuda:{}", what,
                             t.device().str(), st_->device));
   }
+
+  // check(), as the argument checks shared with the MPI backend (comm/checks.h) call it.
+  struct Checker {
+    const NcclCommunicator* self;
+    void operator()(const OpContext& c, const Tensor& t, const std::string& what) const {
+      self->check(c, t, what);
+    }
+  };
 
   // Equal sizes, back to back in rank order: NCCL's fused collectives apply.
   bool back_to_back(const std::vector<Tensor>& ts) const {

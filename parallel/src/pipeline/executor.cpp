@@ -1,8 +1,9 @@
 // Executor: microbatch tasks as threads handing one baton around in schedule order.
+#include "pipeline/executor.h"
+
 #include <smp/engine/autograd.h>
 #include <smp/engine/device.h>
 #include <smp/engine/error.h>
-#include <smp/parallel/executor.h>
 #include <smp/parallel/trace.h>
 
 #include <chrono>

@@ -305,10 +305,10 @@ void partition_model(DistributedModel& model, const Tensor& example) {
     model.module_partition_[m.get()] = part.at(m.get());
     model.assignment_names_.emplace_back(name, part.at(m.get()));
   }
-  model.pipeline_.unit_partition.clear();
-  for (const Unit& u : units) model.pipeline_.unit_partition[u.module] = part.at(u.module);
+  model.pipeline_->unit_partition.clear();
+  for (const Unit& u : units) model.pipeline_->unit_partition[u.module] = part.at(u.module);
   const auto local = model.keep_local_tensors();
-  if (!local.empty()) model.pipeline_.device = local.front().second.device();
+  if (!local.empty()) model.pipeline_->device = local.front().second.device();
   model.partitioned_ = true;
   model.make_reducer(local);
 

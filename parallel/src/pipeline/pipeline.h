@@ -4,9 +4,23 @@
 #include <smp/parallel/distributed.h>
 
 #include <functional>
+#include <unordered_map>
 #include <vector>
 
 namespace smp::detail {
+
+/// What the pipeline knows about one model: filled when it is partitioned, updated by steps.
+struct PipelineState {
+  /// The modules that own parameters or buffers (they run their ops on their partition).
+  std::unordered_map<const nn::Module*, int> unit_partition;
+  /// Where this rank computes (the device of its parameters).
+  Device device = Device(DeviceType::CPU);
+  int steps = 0;  ///< steps run with pp > 1 so far
+  /// False once a step saw data flow to an earlier partition: per-stage schedules (1F1B)
+  /// assume a chain, so such models run the simple schedule, which is the same on every
+  /// stage and cannot deadlock.
+  bool chain_flow = true;
+};
 
 /// Assigns every module of `model` a partition (manual scopes, default_partition, or the
 /// auto-partitioner), turns the parameters and buffers of other partitions into meta tensors,

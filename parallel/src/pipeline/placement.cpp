@@ -1,9 +1,7 @@
 // The pipeline's placement hook: where each op of a microbatch runs, and the transfers that
 // bring its inputs there (forward) and their gradients back (backward).
 #include <smp/engine/placement.h>
-#include <smp/parallel/executor.h>
 #include <smp/parallel/runtime.h>
-#include <smp/parallel/schedule.h>
 #include <smp/parallel/trace.h>
 
 #include <cstdio>
@@ -11,7 +9,9 @@
 #include <set>
 #include <unordered_map>
 
+#include "pipeline/executor.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/schedule.h"
 
 namespace smp::detail {
 

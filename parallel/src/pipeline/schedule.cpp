@@ -1,7 +1,8 @@
 // Pipeline schedules (GPipe and 1F1B action lists) and a unit-time simulator that checks them.
+#include "pipeline/schedule.h"
+
 #include <fmt/format.h>
 #include <smp/engine/error.h>
-#include <smp/parallel/schedule.h>
 
 #include <algorithm>
 #include <cstddef>

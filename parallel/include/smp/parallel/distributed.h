@@ -11,7 +11,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace smp {
@@ -37,18 +36,8 @@ class GradReducer;
 struct StepAccess;
 void partition_model(DistributedModel& model, const Tensor& example);
 
-/// What the pipeline knows about one model: filled when it is partitioned, updated by steps.
-struct PipelineState {
-  /// The modules that own parameters or buffers (they run their ops on their partition).
-  std::unordered_map<const nn::Module*, int> unit_partition;
-  /// Where this rank computes (the device of its parameters).
-  Device device = Device(DeviceType::CPU);
-  int steps = 0;  ///< steps run with pp > 1 so far
-  /// False once a step saw data flow to an earlier partition: per-stage schedules (1F1B)
-  /// assume a chain, so such models run the simple schedule, which is the same on every
-  /// stage and cannot deadlock.
-  bool chain_flow = true;
-};
+/// What the pipeline knows about one model (parallel/src/pipeline/pipeline.h).
+struct PipelineState;
 }  // namespace detail
 
 /// Wraps the one model of a program. With dp_size() > 1 it broadcasts parameters and buffers
@@ -145,7 +134,7 @@ class DistributedModel {
   std::map<const nn::Module*, int> module_partition_;
   std::vector<std::pair<std::string, int>> assignment_names_;
   std::map<std::string, int> tensor_partition_;  ///< state_dict key -> partition holding it
-  detail::PipelineState pipeline_;
+  std::unique_ptr<detail::PipelineState> pipeline_;
   std::vector<std::function<void(DistributedModel&)>> post_partition_hooks_;
 };
 

@@ -1,9 +1,9 @@
 // The pipeline executor: one task per microbatch, resumed one at a time in schedule order.
 #pragma once
 
-#include <smp/parallel/schedule.h>
-
 #include <functional>
+
+#include "pipeline/schedule.h"
 
 namespace smp::pipeline {
 

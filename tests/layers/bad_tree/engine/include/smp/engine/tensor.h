@@ -1,0 +1,2 @@
+// A public header of the fake engine.
+#pragma once

@@ -1,0 +1,2 @@
+// A private header of the fake engine.
+#pragma once

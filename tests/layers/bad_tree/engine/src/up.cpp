@@ -1,0 +1,3 @@
+// Up: the engine includes nn.
+#include <smp/engine/tensor.h>
+#include <smp/nn/module.h>

@@ -1,0 +1,2 @@
+// The umbrella header from inside a layer.
+#include <smp/smp.h>

@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
   cli.choice("optimizer", &cfg.optimizer, {"adadelta", "sgd", "adam", "adamw"},
              "optimizer (default adadelta)");
   cli.custom("lr", "F", "learning rate (default 1.0 adadelta, 0.01 sgd, 1e-3 adam/adamw)",
-             [&](const std::string& v) { cfg.lr = smp_examples::Cli::parse_double("lr", v); });
+             [&](const std::string& v) { cfg.lr = smp_examples::parse_double("lr", v); });
   cli.option("momentum", &cfg.momentum, "F", "SGD momentum (default 0)", 0.0);
   cli.option("weight-decay", &cfg.weight_decay, "F",
              "weight decay (default: the optimizer's, 0 or AdamW's 0.01)", 0.0);

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -146,6 +148,57 @@ class Cli {
  private:
   CLI::App app_;
 };
+
+/// The flags every training program has, with one meaning. A program's Config derives from
+/// it and sets its own defaults first; add_train_flags names them in the help.
+struct TrainFlags {
+  int64_t epochs = 1, steps = 0, batch_size = 64, test_batch_size = 1000;
+  std::string optimizer = "adadelta";
+  std::optional<double> lr;  // unset: the program's default for the optimizer
+  double momentum = 0, weight_decay = -1, gamma = 0.7;
+  int64_t seed = 1, threads = 0, log_interval = 100;
+  bool no_shuffle = false, skip_test = false;
+  std::string device = "cpu", init, save, metrics;
+};
+
+/// Declares the TrainFlags flags, their help naming the defaults `f` holds; `lr_default` says
+/// what --lr is when not given.
+inline void add_train_flags(Cli& cli, TrainFlags& f, const std::string& lr_default) {
+  auto text = [](const auto& v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+  };
+  cli.option("epochs", &f.epochs, "N", "epochs to train (default " + text(f.epochs) + ")", 1);
+  cli.option("steps", &f.steps, "N", "stop after N optimizer steps (0 = no limit)", 0);
+  cli.option("batch-size", &f.batch_size, "B",
+             "training batch size (default " + text(f.batch_size) + ")", 1);
+  cli.option("test-batch-size", &f.test_batch_size, "B",
+             "evaluation batch size (default " + text(f.test_batch_size) + ")", 1);
+  cli.choice("optimizer", &f.optimizer, {"adadelta", "sgd", "adam", "adamw"},
+             "optimizer (default " + f.optimizer + ")");
+  cli.custom("lr", "F", "learning rate (default " + lr_default + ")",
+             [&f](const std::string& v) { f.lr = parse_double("lr", v); });
+  cli.option("momentum", &f.momentum, "F", "SGD momentum (default " + text(f.momentum) + ")", 0.0);
+  cli.option("weight-decay", &f.weight_decay, "F",
+             "weight decay (default: the optimizer's, 0 or AdamW's 0.01)", 0.0);
+  cli.option("gamma", &f.gamma, "F", "StepLR factor (default " + text(f.gamma) + ")", 0.0);
+  cli.option("seed", &f.seed, "N", "random seed (default " + text(f.seed) + ")", 0);
+  cli.flag("no-shuffle", &f.no_shuffle, "batches in file order: batch i = samples iB..iB+B-1");
+  cli.choice("device", &f.device, {"cpu", "cuda"}, "device (default " + f.device + ")");
+  cli.option("threads", &f.threads, "N",
+             "CPU threads per process (default: OMP_NUM_THREADS, else the cores divided among "
+             "the ranks on this host)",
+             0);
+  cli.option("init", &f.init, "FILE", "load initial weights (.safetensors, PyTorch names)");
+  cli.option("save", &f.save, "FILE", "write the final weights (.safetensors, PyTorch names)");
+  cli.option("metrics", &f.metrics, "FILE", "write run metrics as JSON");
+  cli.option("log-interval", &f.log_interval, "N",
+             "steps between progress lines when stderr is not a terminal (default " +
+                 text(f.log_interval) + ")",
+             1);
+  cli.flag("skip-test", &f.skip_test, "do not evaluate");
+}
 
 /// Seconds since construction (or the last reset) on the monotonic clock.
 class Stopwatch {

@@ -64,7 +64,7 @@ inline StepBody supervised_step(Criterion loss) {
 
 /// What an evaluation found, from the totals of every rank.
 struct Evaluation {
-  double loss = 0;                 // mean loss per sample (per token for a language model)
+  double loss = 0;  // mean loss per sample (per token for a language model: exp is perplexity)
   std::optional<double> accuracy;  // --metrics' test_accuracy (null when not measured)
   std::string details;             // the epoch line's words after the loss
   std::string value;               // the summary line's value of the metric
@@ -97,7 +97,11 @@ inline Metric accuracy_metric(Criterion loss) {
     Evaluation e;
     e.loss = t[0] / n;
     e.accuracy = static_cast<double>(correct) / n;
-    e.details = fmt::format("accuracy {}/{} ({:.2f}%)", correct, total, 100 * *e.accuracy);
+    char details[96];
+    std::snprintf(details, sizeof details, "accuracy %lld/%lld (%.2f%%)",
+                  static_cast<long long>(correct), static_cast<long long>(total),
+                  100 * *e.accuracy);
+    e.details = details;
     e.value = std::to_string(100 * *e.accuracy).substr(0, 5) + "%";
     return e;
   };

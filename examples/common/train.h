@@ -1,5 +1,5 @@
 // Pieces of a training program shared by mnist and resnet18: optimizer choice, weight
-// files, metrics. Header-only (inline) so each program stays a single translation unit.
+// files, metrics, main. Header-only (inline) so each program stays a single translation unit.
 #pragma once
 
 #include <smp/optim/adadelta.h>

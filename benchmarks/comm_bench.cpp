@@ -6,6 +6,9 @@
 //
 // Prints, per float32 message size, the mean time of one allreduce (the slowest rank's) and
 // the bus bandwidth busbw = bytes · 2(n−1)/n / time, the figure nccl-tests report.
+//
+// Not on Google Benchmark: it times whole steps or collectives across MPI ranks with its own
+// loop (benchmarks/CMakeLists.txt says why).
 #include <mpi.h>
 #include <smp/parallel/runtime.h>
 

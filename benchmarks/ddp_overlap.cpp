@@ -8,6 +8,9 @@
 // (b) the gradient allreduces alone (same buckets, nothing else running), (c) DDP with
 // overlapping allreduce, (d) DDP reducing only after backward. The hidden fraction is
 // (a + b - c) / b: 1 means communication cost nothing, 0 means none of it overlapped.
+//
+// Not on Google Benchmark: it times whole steps or collectives across MPI ranks with its own
+// loop (benchmarks/CMakeLists.txt says why).
 #include <smp/smp.h>
 
 #include <algorithm>

@@ -1,144 +1,164 @@
-// Engine micro-benchmarks: GEMM throughput beside OpenBLAS's own sgemm on the same
-// buffers, conv2d forward+backward for the MNIST CNN's second layer, and the CPU random
-// fills (benchmarks/torch_random_bench.py times the same calls in PyTorch).
-//   build/bin/engine_bench [--threads N] [--reps R] [--conv-only|--gemm-only|--random-only]
+// Engine micro-benchmarks on Google Benchmark: GEMM throughput beside OpenBLAS's own sgemm on
+// the same buffers, conv2d forward and forward+backward for the MNIST CNN's second layer, the
+// CPU random fills (benchmarks/torch_random_bench.py times the same calls in PyTorch), and an
+// elementwise add and a softmax.
+//
+//   build/bin/engine_bench [--threads N] [--benchmark_filter=REGEX] [--benchmark_repetitions=R]
+//
+// --threads sets libsmp's pool (smp::set_num_threads); every other flag is Google
+// Benchmark's (--help lists them). Times are wall clock (the work runs on the pool's threads).
+// Groups: --benchmark_filter=Gemm (smp and OpenBLAS, alternating per size), =Conv2d, =Random,
+// =Add|Softmax.
+#include <benchmark/benchmark.h>
 #include <cblas.h>
 #include <smp/smp.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <functional>
+#include <string>
 #include <thread>
-#include <vector>
+#include <utility>
 
 namespace {
 
-double seconds(const std::function<void()>& f) {
-  auto t0 = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+/// Float operations of one n x n x n product: GFLOP a second in the report ("GFLOP=…/s").
+void count_gemm_flops(benchmark::State& state, int64_t n) {
+  const double flops =
+      2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
+  state.counters["GFLOP"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-double median(std::vector<double> t) {
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+/// smp::matmul, which allocates its output and goes through the op front end. libsmp keeps
+/// OpenBLAS single-threaded and splits large products over its own pool.
+void BM_Gemm_smp(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  smp::Tensor a = smp::randn({n, n}), b = smp::randn({n, n});
+  openblas_set_num_threads(1);
+  // An idle OpenBLAS worker of the sgemm case before spins for ~0.1 s after its last call and
+  // would take a core from ours: let it go to sleep first.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (auto _ : state) benchmark::DoNotOptimize(smp::matmul(a, b));
+  count_gemm_flops(state, n);
 }
 
-// Median wall time of `reps` runs of f, in seconds, after one warm-up run.
-double median_seconds(int reps, const std::function<void()>& f) {
-  f();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) t.push_back(seconds(f));
-  return median(t);
-}
-
-void bench_gemm(int reps) {
-  std::printf("GEMM float32, C = A·B, n x n (median of two alternating rounds per side)\n");
-  std::printf("%6s %14s %14s %8s\n", "n", "smp GFLOP/s", "sgemm GFLOP/s", "ratio");
-  for (int64_t n : {256, 512, 1024, 2048}) {
-    smp::Tensor a = smp::randn({n, n}), b = smp::randn({n, n});
-    smp::Tensor c = smp::empty({n, n});
-    const float* pa = a.data_ptr<float>();
-    const float* pb = b.data_ptr<float>();
-    float* pc = c.data_ptr<float>();
-    int r = n >= 2048 ? std::max(5, reps / 2) : 4 * reps;
-    double flops = 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n);
-    auto blas = [&] {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
-                  static_cast<int>(n), static_cast<int>(n), 1.0f, pa, static_cast<int>(n), pb,
-                  static_cast<int>(n), 0.0f, pc, static_cast<int>(n));
-    };
-    auto ours = [&] { smp::Tensor out = smp::matmul(a, b); };
-    // libsmp keeps OpenBLAS single-threaded and splits products over its own pool, so the
-    // reference gets OpenBLAS's threads back for its turn. Turns alternate in blocks rather
-    // than single calls: an idle OpenBLAS worker spins for ~0.1 s after its last call (hence
-    // the pause) and would take a core from ours. Two rounds each.
-    // Each turn first runs its side for 200 ms: after the pause, the cores of this VM take
-    // ~10 ms of back-to-back work to come up to speed again, and we time steady state.
-    auto warm = [](const std::function<void()>& f) {
-      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-      while (std::chrono::steady_clock::now() < until) f();
-    };
-    std::vector<double> tb, ts;
-    for (int round = 0; round < 2; ++round) {
-      openblas_set_num_threads(smp::get_num_threads());
-      warm(blas);
-      for (int i = 0; i < r / 2; ++i) tb.push_back(seconds(blas));
-      openblas_set_num_threads(1);
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      warm(ours);
-      for (int i = 0; i < r / 2; ++i) ts.push_back(seconds(ours));
-    }
-    double t_blas = median(tb), t_smp = median(ts);
-    double g_smp = flops / t_smp / 1e9, g_blas = flops / t_blas / 1e9;
-    std::printf("%6lld %14.1f %14.1f %7.0f%%\n", static_cast<long long>(n), g_smp, g_blas,
-                100.0 * g_smp / g_blas);
+/// cblas_sgemm on the same kind of buffers with OpenBLAS's own threads (as many as our pool).
+void BM_Gemm_openblas(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  smp::Tensor a = smp::randn({n, n}), b = smp::randn({n, n}), c = smp::empty({n, n});
+  const int ni = static_cast<int>(n);
+  openblas_set_num_threads(smp::get_num_threads());
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ni, ni, ni, 1.0f, a.data_ptr<float>(),
+                ni, b.data_ptr<float>(), ni, 0.0f, c.data_ptr<float>(), ni);
+    benchmark::ClobberMemory();
   }
+  openblas_set_num_threads(1);
+  count_gemm_flops(state, n);
 }
 
-void bench_conv(int reps) {
-  // MNIST CNN conv2: (64, 32, 26, 26) -> (64, 64, 24, 24), 3x3, with bias.
+/// MNIST CNN conv2: (64, 32, 26, 26) -> (64, 64, 24, 24), 3x3, with bias.
+struct Conv2Case {
   smp::Tensor x = smp::randn({64, 32, 26, 26}).requires_grad_(true);
   smp::Tensor w = (smp::randn({64, 32, 3, 3}) * 0.05).detach().requires_grad_(true);
   smp::Tensor b = smp::zeros({64}).requires_grad_(true);
   smp::Tensor gout = smp::randn({64, 64, 24, 24});
-  double fwd = median_seconds(reps, [&] {
-    smp::NoGradGuard ng;
-    smp::Tensor y = smp::conv2d(x, w, b);
-  });
-  double both = median_seconds(reps, [&] {
-    smp::Tensor y = smp::conv2d(x, w, b);
-    y.backward(gout);
-  });
-  std::printf(
-      "conv2d 64x32x26x26 * 64x32x3x3 (median of %d): forward %.2f ms, forward+backward %.2f ms\n",
-      reps, fwd * 1e3, both * 1e3);
+};
+
+void BM_Conv2d_forward(benchmark::State& state) {
+  Conv2Case c;
+  smp::NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(smp::conv2d(c.x, c.w, c.b));
 }
+void BM_Conv2d_forward_backward(benchmark::State& state) {
+  Conv2Case c;
+  for (auto _ : state) smp::conv2d(c.x, c.w, c.b).backward(c.gout);
+}
+BENCHMARK(BM_Conv2d_forward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2d_forward_backward)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // The CPU generator is sequential (torch's mt19937), so these run on one thread whatever
 // --threads says; the sizes are the MNIST CNN's dropout inputs and a 1M-element fill.
-void bench_random(int reps) {
-  smp::Tensor act = smp::randn({64, 64, 12, 12}), hidden = smp::randn({64, 128});
-  smp::Tensor big = smp::empty({1 << 20});
-  auto ms = [&](const std::function<void()>& f) { return median_seconds(reps, f) * 1e3; };
-  std::printf(
-      "random (median of %d, ms): dropout 64x64x12x12 p=0.25 %.3f, dropout 64x128 "
-      "p=0.5 %.3f, uniform_ 1M %.3f, normal_ 1M %.3f, bernoulli_ 1M %.3f\n",
-      reps, ms([&] { smp::dropout(act, 0.25, true); }),
-      ms([&] { smp::dropout(hidden, 0.5, true); }), ms([&] { big.uniform_(); }),
-      ms([&] { big.normal_(); }), ms([&] { big.bernoulli_(0.5); }));
+void BM_Random_dropout_64x64x12x12_p025(benchmark::State& state) {
+  smp::Tensor act = smp::randn({64, 64, 12, 12});
+  for (auto _ : state) benchmark::DoNotOptimize(smp::dropout(act, 0.25, true));
 }
+void BM_Random_dropout_64x128_p05(benchmark::State& state) {
+  smp::Tensor hidden = smp::randn({64, 128});
+  for (auto _ : state) benchmark::DoNotOptimize(smp::dropout(hidden, 0.5, true));
+}
+void BM_Random_uniform_1M(benchmark::State& state) {
+  smp::Tensor big = smp::empty({1 << 20});
+  for (auto _ : state) big.uniform_();
+}
+void BM_Random_normal_1M(benchmark::State& state) {
+  smp::Tensor big = smp::empty({1 << 20});
+  for (auto _ : state) big.normal_();
+}
+void BM_Random_bernoulli_1M(benchmark::State& state) {
+  smp::Tensor big = smp::empty({1 << 20});
+  for (auto _ : state) big.bernoulli_(0.5);
+}
+BENCHMARK(BM_Random_dropout_64x64x12x12_p025)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Random_dropout_64x128_p05)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Random_uniform_1M)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Random_normal_1M)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Random_bernoulli_1M)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+/// Elementwise and softmax kernels at the sizes of the MNIST CNN's activations and logits.
+void BM_Add_1M(benchmark::State& state) {
+  smp::Tensor a = smp::randn({1 << 20}), b = smp::randn({1 << 20});
+  for (auto _ : state) benchmark::DoNotOptimize(a + b);
+  state.SetBytesProcessed(state.iterations() * 3 * (int64_t{1} << 20) * 4);
+}
+void BM_Softmax_64x128(benchmark::State& state) {
+  smp::Tensor x = smp::randn({64, 128});
+  for (auto _ : state) benchmark::DoNotOptimize(smp::softmax(x, 1));
+}
+void BM_Softmax_4096x1000(benchmark::State& state) {
+  smp::Tensor x = smp::randn({4096, 1000});
+  for (auto _ : state) benchmark::DoNotOptimize(smp::softmax(x, 1));
+}
+BENCHMARK(BM_Add_1M)->UseRealTime();
+BENCHMARK(BM_Softmax_64x128)->UseRealTime();
+BENCHMARK(BM_Softmax_4096x1000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 0, reps = 10;
-  bool gemm = true, conv = true, random = true;
+  // --threads N (or --threads=N) is ours; the rest goes to Google Benchmark.
+  int out = 1;
   for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--threads") && i + 1 < argc)
-      threads = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--reps") && i + 1 < argc)
-      reps = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--conv-only"))
-      gemm = random = false;
-    else if (!std::strcmp(argv[i], "--gemm-only"))
-      conv = random = false;
-    else if (!std::strcmp(argv[i], "--random-only"))
-      gemm = conv = false;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--threads N] [--reps R] [--conv-only|--gemm-only|--random-only]\n",
-                   argv[0]);
-      return 2;
+    std::string a = argv[i];
+    const bool split = a == "--threads" && i + 1 < argc;
+    if (split || a.rfind("--threads=", 0) == 0) {
+      const int threads = std::atoi(split ? argv[++i] : a.c_str() + 10);
+      if (threads < 1) {
+        std::fprintf(stderr, "engine_bench: --threads needs a positive integer\n");
+        return 2;
+      }
+      smp::set_num_threads(threads);
+    } else {
+      argv[out++] = argv[i];
     }
   }
-  if (threads > 0) smp::set_num_threads(threads);
-  std::printf("threads: %d\n", smp::get_num_threads());
-  if (gemm) bench_gemm(reps);
-  if (conv) bench_conv(reps);
-  if (random) bench_random(reps);
+  argc = out;
+  // GEMM: smp's and OpenBLAS's case alternate per size. The cores of this VM take ~10 ms of
+  // back-to-back work to come up to speed after a pause, so each case warms up for 200 ms.
+  for (int64_t n : {256, 512, 1024, 2048}) {
+    for (auto [name, fn] :
+         {std::pair{"BM_Gemm_smp", &BM_Gemm_smp}, std::pair{"BM_Gemm_openblas", &BM_Gemm_openblas}})
+      benchmark::RegisterBenchmark(name, fn)
+          ->Arg(n)
+          ->MinWarmUpTime(0.2)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+  benchmark::AddCustomContext("smp_threads", std::to_string(smp::get_num_threads()));
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
   return 0;
 }

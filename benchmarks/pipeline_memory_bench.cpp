@@ -5,6 +5,8 @@
 // temporaries).
 //
 //   mpirun -np 2 pipeline_memory_bench --smp-config CONFIG.json
+//
+// Not on Google Benchmark: it measures memory, not time, of a pipeline step across MPI ranks.
 #include <smp/smp.h>
 
 #include <cstdio>

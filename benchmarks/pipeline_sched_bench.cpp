@@ -6,6 +6,9 @@
 //
 //   SM_HP_MP_PARAMETERS='{"partitions": P}' mpirun -np P pipeline_sched_bench [--ms 4]
 //       [--steps 3]
+//
+// Not on Google Benchmark: it times whole steps or collectives across MPI ranks with its own
+// loop (benchmarks/CMakeLists.txt says why).
 #include <smp/smp.h>
 
 #include <algorithm>

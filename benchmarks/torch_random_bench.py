@@ -1,4 +1,4 @@
-"""PyTorch 1.13's CPU random fills, the peer of `engine_bench --random-only` (same calls and
+"""PyTorch 1.13's CPU random fills, the peer of `engine_bench --benchmark_filter=Random` (same calls and
 sizes, median of R runs after one warm-up). Run with Debian's torch: /usr/bin/python3.
 
   /usr/bin/python3 benchmarks/torch_random_bench.py [--threads T] [--reps R]

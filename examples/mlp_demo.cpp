@@ -1,12 +1,12 @@
 // mlp_demo: fits y = sin(x) with a 1-32-32-1 MLP written with raw parameters and plain SGD.
 // Doubles as a smoke check: exits non-zero unless the loss falls at least 10x.
 //
-//   mlp_demo [steps=500] [device=cpu]
+//   mlp_demo [steps=500] [device=cpu]  (--help)
 #include <smp/smp.h>
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <string>
 #include <vector>
@@ -26,8 +26,19 @@ smp::Tensor init_bias(int64_t out, smp::Device device) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const int steps = argc > 1 ? std::atoi(argv[1]) : 500;
-  const smp::Device device(argc > 2 ? argv[2] : "cpu");
+  int steps = 500;
+  std::string device_name = "cpu";
+  CLI::App app("Fits y = sin(x) with a 1-32-32-1 MLP; exits non-zero unless the loss falls 10x.",
+               "mlp_demo");
+  app.add_option("steps", steps, "SGD steps (default 500)");
+  app.add_option("device", device_name, "cpu or cuda (default cpu)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int help = app.exit(e);  // prints the help (status 0) or the error
+    return help == 0 ? 0 : 2;
+  }
+  const smp::Device device(device_name);
   constexpr int64_t kSamples = 256, kHidden = 32;
   constexpr double kLr = 0.1;
   const int print_every = steps >= 10 ? steps / 10 : 1;

@@ -1,5 +1,5 @@
 // Pieces of a training program shared by mnist and resnet18: optimizer choice, weight
-// files, metrics. Header-only (inline) so each program stays a single translation unit.
+// files, metrics, main. Header-only (inline) so each program stays a single translation unit.
 #pragma once
 
 #include <smp/optim/adadelta.h>
@@ -9,7 +9,10 @@
 #include <smp/smp.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <exception>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -138,6 +141,35 @@ inline bool tail_splits(int64_t tail) { return tail % smp::config().microbatches
 inline int64_t apply_threads(int64_t threads) {
   if (threads > 0) smp::set_num_threads(static_cast<int>(threads));
   return smp::get_num_threads();
+}
+
+/// A program's main: smp::init (which takes --smp-config FILE out of argv), the flags, then
+/// `run`. A usage error is the same on every rank (same argv): each exits with status 2 and
+/// rank 0 prints it with the usage; any other error goes to smp::handle_exception.
+inline int run_main(const char* program, int argc, char** argv, Cli& cli,
+                    const std::function<int()>& run) {
+  try {
+    smp::init(argc, argv);
+  } catch (const std::exception& e) {
+    return smp::handle_exception(e, program);
+  }
+  auto refuse = [&](const UsageError& e) {
+    if (smp::rank() == 0)
+      std::fprintf(stderr, "%s: %s\n\n%s", program, e.what(), cli.usage().c_str());
+    return 2;
+  };
+  try {
+    if (!cli.parse(argc, argv)) return 0;
+  } catch (const UsageError& e) {
+    return refuse(e);
+  }
+  try {
+    return run();
+  } catch (const UsageError& e) {
+    return refuse(e);
+  } catch (const std::exception& e) {
+    return smp::handle_exception(e, program);
+  }
 }
 
 }  // namespace smp_examples

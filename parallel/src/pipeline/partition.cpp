@@ -288,7 +288,7 @@ void report(const std::vector<std::pair<std::string, int>>& assignment, const Pa
 void partition_model(DistributedModel& model, const Tensor& example) {
   if (model.partitioned_) return;
   const Config& cfg = config();
-  const int pp = pp_size(), mine = pp_rank();
+  const int pp = pp_size();
   const NamedModules named = model.module_->named_modules();
 
   std::vector<Unit> units = stateful_units(named, pp);

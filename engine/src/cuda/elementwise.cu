@@ -24,62 +24,33 @@ __device__ inline bool is_nan(C x) {
 
 // ---- op math, in the compute type C ----------------------------------------------------
 
+// The unary functors of unary_table.h behind a runtime switch (see the top of the file).
 template <class C>
 __device__ inline C unary_math(int op, C x) {
-  if constexpr (std::is_floating_point_v<C>) {
-    constexpr C kSqrt1_2 = C(0.70710678118654752440);
-    constexpr C kBeta = C(0.79788456080286535588);  // ::sqrt(2/pi)
-    switch (static_cast<UnaryOp>(op)) {
-      case UnaryOp::Neg:
-        return -x;
-      case UnaryOp::Exp:
-        return ::exp(x);
-      case UnaryOp::Log:
-        return ::log(x);
-      case UnaryOp::Sqrt:
-        return ::sqrt(x);
-      case UnaryOp::Rsqrt:
-        return C(1) / ::sqrt(x);
-      case UnaryOp::Abs:
-        return ::fabs(x);
-      case UnaryOp::Square:
-        return x * x;
-      case UnaryOp::Relu:
-        return x < C(0) ? C(0) : x;  // NaN stays NaN
-      case UnaryOp::Sigmoid:
-        return C(1) / (C(1) + ::exp(-x));
-      case UnaryOp::Tanh:
-        return ::tanh(x);
-      case UnaryOp::Gelu:
-        return C(0.5) * x * (C(1) + ::erf(x * kSqrt1_2));
-      case UnaryOp::GeluTanh: {
-        C inner = kBeta * (x + C(0.044715) * x * x * x);
-        return C(0.5) * x * (C(1) + ::tanh(inner));
-      }
-      case UnaryOp::Sign:
-        return is_nan(x) ? x : C((C(0) < x) - (x < C(0)));
-      case UnaryOp::Reciprocal:
-        return C(1) / x;
-      case UnaryOp::Floor:
-        return ::floor(x);
-    }
-    return x;
-  } else {
-    switch (static_cast<UnaryOp>(op)) {
-      case UnaryOp::Neg:
-        return -x;
-      case UnaryOp::Abs:
-        return x < 0 ? -x : x;
-      case UnaryOp::Square:
-        return x * x;
-      case UnaryOp::Relu:
-        return x < 0 ? C(0) : x;
-      case UnaryOp::Sign:
-        return C((C(0) < x) - (x < C(0)));
-      default:
-        return x;  // Floor; float-only ops are refused on the host
-    }
+  switch (static_cast<UnaryOp>(op)) {
+#define SMP_UNARY_CASE(Name, ...)                                                 \
+  case UnaryOp::Name:                                                             \
+    if constexpr (std::is_floating_point_v<C> || kernels::unary::Name::kIntegers) \
+      return kernels::unary::Name{}(x);                                           \
+    else                                                                          \
+      return x; /* refused on the host */
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
   }
+  return x;
+}
+
+// g · op'(x), from the incoming gradient g and the saved input or output s.
+template <class C>
+__device__ inline C unary_backward_math(int op, C g, C s) {
+  switch (static_cast<UnaryOp>(op)) {
+#define SMP_UNARY_CASE(Name, ...) \
+  case UnaryOp::Name:             \
+    return kernels::unary::backward_of<kernels::unary::Name>(g, s);
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  return C(0);
 }
 
 template <class C>
@@ -120,35 +91,6 @@ __device__ inline C binary_math(int op, C a, C b, C alpha) {
     default:
       break;
   }
-  if constexpr (std::is_floating_point_v<C>) {
-    constexpr C kSqrt1_2 = C(0.70710678118654752440);
-    constexpr C kInvSqrt2Pi = C(0.39894228040143267794);
-    constexpr C kBeta = C(0.79788456080286535588);
-    constexpr C kKappa = C(0.044715);
-    switch (static_cast<BinaryOp>(op)) {
-      case BinaryOp::ReluBackward:
-        return b > C(0) ? a : C(0);
-      case BinaryOp::GeluBackward: {
-        C cdf = C(0.5) * (C(1) + ::erf(b * kSqrt1_2));
-        C pdf = ::exp(C(-0.5) * b * b) * kInvSqrt2Pi;
-        return a * (cdf + b * pdf);
-      }
-      case BinaryOp::GeluTanhBackward: {
-        C x2 = b * b;
-        C inner = kBeta * (b + kKappa * x2 * b);
-        C t = ::tanh(inner);
-        C d =
-            C(0.5) * (C(1) + t) + C(0.5) * b * (C(1) - t * t) * kBeta * (C(1) + C(3) * kKappa * x2);
-        return a * d;
-      }
-      case BinaryOp::SigmoidBackward:
-        return a * b * (C(1) - b);
-      case BinaryOp::TanhBackward:
-        return a * (C(1) - b * b);
-      default:
-        break;
-    }
-  }
   return C(0);
 }
 
@@ -177,15 +119,26 @@ bool is_comparison(BinaryOp op) {
          op == BinaryOp::Gt || op == BinaryOp::Ge;
 }
 
-bool is_float_only(BinaryOp op) {
-  return op == BinaryOp::ReluBackward || op == BinaryOp::GeluBackward ||
-         op == BinaryOp::GeluTanhBackward || op == BinaryOp::SigmoidBackward ||
-         op == BinaryOp::TanhBackward;
+bool unary_ok_for_integers(UnaryOp op) {
+  switch (op) {
+#define SMP_UNARY_CASE(Name, ...) \
+  case UnaryOp::Name:             \
+    return kernels::unary::Name::kIntegers;
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  return false;
 }
 
-bool unary_ok_for_integers(UnaryOp op) {
-  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Square || op == UnaryOp::Relu ||
-         op == UnaryOp::Sign || op == UnaryOp::Floor;
+bool unary_has_backward(UnaryOp op) {
+  switch (op) {
+#define SMP_UNARY_CASE(Name, ...) \
+  case UnaryOp::Name:             \
+    return kernels::unary::has_backward_v<kernels::unary::Name>;
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  return false;
 }
 
 template <class C>
@@ -214,6 +167,15 @@ struct UnaryF {
   int op;
   __device__ T operator()(T x) const {
     return convert<T>(unary_math<acc_t<T>>(op, convert<acc_t<T>>(x)));
+  }
+};
+
+template <class T>
+struct UnaryBackwardF {
+  int op;
+  __device__ T operator()(T g, T s) const {
+    using C = acc_t<T>;
+    return convert<T>(unary_backward_math<C>(op, convert<C>(g), convert<C>(s)));
   }
 };
 
@@ -391,6 +353,16 @@ void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& in) {
   });
 }
 
+void unary_backward_cuda(UnaryOp op, const Tensor& grad_in, const Tensor& grad_out,
+                         const Tensor& saved) {
+  SMP_CHECK(unary_has_backward(op), "unary_backward: op {} has no fused backward",
+            static_cast<int>(op));
+  SMP_DISPATCH_FLOATING_AND_HALF(grad_out.dtype(), "unary_backward", [&] {
+    gpu_map<scalar_t, scalar_t, scalar_t>(grad_in, {&grad_out, &saved},
+                                          UnaryBackwardF<scalar_t>{static_cast<int>(op)});
+  });
+}
+
 void binary_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b,
                  const Scalar& alpha) {
   SMP_DISPATCH_ALL(a.dtype(), "binary", [&] {
@@ -399,9 +371,6 @@ void binary_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& 
       gpu_map<bool, scalar_t, scalar_t>(out, {&a, &b}, CompareF<scalar_t>{static_cast<int>(op)});
       return;
     }
-    if constexpr (!std::is_floating_point_v<C>)
-      SMP_CHECK(!is_float_only(op), "binary op {} needs a floating dtype, got {}",
-                static_cast<int>(op), dtype_name(a.dtype()));
     gpu_map<scalar_t, scalar_t, scalar_t>(
         out, {&a, &b}, BinaryF<scalar_t>{static_cast<int>(op), scalar_as<C>(alpha)});
   });
@@ -427,9 +396,6 @@ void binary_scalar_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const S
           out, {&a}, CompareScalarF<scalar_t>{static_cast<int>(op), scalar_as<C>(s), scalar_first});
       return;
     }
-    if constexpr (!std::is_floating_point_v<C>)
-      SMP_CHECK(!is_float_only(op), "binary op {} needs a floating dtype, got {}",
-                static_cast<int>(op), dtype_name(a.dtype()));
     gpu_map<scalar_t, scalar_t>(
         out, {&a}, BinaryScalarF<scalar_t>{static_cast<int>(op), scalar_as<C>(s), scalar_first});
   });
@@ -480,6 +446,7 @@ SMP_REGISTER_KERNELS(kCUDA, {
   t.copy_across_devices = &copy_across_devices_cuda;
   t.arange = &arange_cuda;
   t.unary = &unary_cuda;
+  t.unary_backward = &unary_backward_cuda;
   t.binary = &binary_cuda;
   t.binary_scalar = &binary_scalar_cuda;
   t.clamp = &clamp_cuda;

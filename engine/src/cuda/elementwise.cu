@@ -1,4 +1,5 @@
-// CUDA kernels for fill, copy, arange, transfers and the elementwise math ops.
+// CUDA kernels for the elementwise math ops: unary (and the fused unary backward), binary,
+// comparisons, clamp, where, addcmul and addcdiv.
 // The op code is a runtime switch inside one kernel per dtype: the branch is uniform across
 // the grid, so it costs little next to the memory traffic, and it keeps the number of
 // kernel instantiations (and compile time) small.
@@ -152,17 +153,6 @@ C scalar_as(const Scalar& s) {
 // ---- functors --------------------------------------------------------------------------
 
 template <class T>
-struct FillF {
-  T v;
-  __device__ T operator()() const { return v; }
-};
-
-template <class To, class From>
-struct ConvertF {
-  __device__ To operator()(From x) const { return convert<To>(x); }
-};
-
-template <class T>
 struct UnaryF {
   int op;
   __device__ T operator()(T x) const {
@@ -254,95 +244,7 @@ struct AddcF {
   }
 };
 
-template <class T>
-__global__ void arange_kernel(T* out, int64_t n, double start, double step) {
-  int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = convert<T>(start + step * static_cast<double>(i));
-}
-
 // ---- kernel table entries ---------------------------------------------------------------
-
-void fill_cuda(const Tensor& out, const Scalar& v) {
-  SMP_DISPATCH_ALL(out.dtype(), "fill", [&] {
-    scalar_t val = v.to<scalar_t>();
-    gpu_map<scalar_t>(out, {}, FillF<scalar_t>{val});
-  });
-}
-
-void copy_cuda(const Tensor& dst, const Tensor& src) {
-  if (dst.numel() == 0) return;
-  DeviceGuard g(dst);
-  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
-    if (dst.data_ptr() == src.data_ptr()) return;
-    SMP_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(),
-                                   cudaMemcpyDeviceToDevice, stream_of(dst)));
-    return;
-  }
-  SMP_DISPATCH_ALL(dst.dtype(), "copy", [&] {
-    using out_t = scalar_t;
-    SMP_DISPATCH_ALL(src.dtype(), "copy",
-                     [&] { gpu_map<out_t, scalar_t>(dst, {&src}, ConvertF<out_t, scalar_t>{}); });
-  });
-}
-
-void copy_across_devices_cuda(const Tensor& dst, const Tensor& src) {
-  SMP_ASSERT(dst.is_contiguous() && src.is_contiguous() && dst.dtype() == src.dtype() &&
-                 dst.nbytes() == src.nbytes(),
-             "copy_across_devices: expects contiguous tensors of one dtype and size");
-  if (dst.nbytes() == 0) return;
-  if (dst.is_cuda() && src.is_cuda()) {
-    // Peer copy on the source's stream. dst's block may have been freed by work still
-    // queued on its own device, so that work finishes first; the copy is then awaited.
-    {
-      DeviceGuard gd(dst);
-      SMP_CUDA_CHECK(cudaStreamSynchronize(stream_of(dst)));
-    }
-    DeviceGuard g(src);
-    SMP_CUDA_CHECK(cudaMemcpyPeerAsync(dst.data_ptr(), dst.device().index(), src.data_ptr(),
-                                       src.device().index(), src.nbytes(), stream_of(src)));
-    SMP_CUDA_CHECK(cudaStreamSynchronize(stream_of(src)));
-    return;
-  }
-  if (dst.is_cuda()) {
-    DeviceGuard g(dst);
-    cudaStream_t s = stream_of(dst);
-    SMP_CUDA_CHECK(
-        cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyHostToDevice, s));
-    // From pageable memory the call returns once the bytes are staged, so the host buffer
-    // may be reused at once. From pinned memory the DMA reads it later. Our pinned allocator
-    // keeps a block from reuse until the event recorded here has passed, so with
-    // non_blocking the host need not wait (PyTorch's non_blocking=True); without it, or for
-    // other page-locked memory, the caller may rewrite the bytes as soon as we return: wait.
-    if (src.storage() != nullptr && record_pinned_use(src.storage()->data(), s)) {
-      if (!kernels::non_blocking_copy()) SMP_CUDA_CHECK(cudaStreamSynchronize(s));
-      return;
-    }
-    cudaPointerAttributes attr{};
-    if (cudaPointerGetAttributes(&attr, src.data_ptr()) == cudaSuccess) {
-      if (attr.type == cudaMemoryTypeHost) SMP_CUDA_CHECK(cudaStreamSynchronize(s));
-    } else {
-      (void)cudaGetLastError();
-    }
-    return;
-  }
-  DeviceGuard g(src);
-  cudaStream_t s = stream_of(src);
-  SMP_CUDA_CHECK(
-      cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyDeviceToHost, s));
-  SMP_CUDA_CHECK(cudaStreamSynchronize(s));
-}
-
-void arange_cuda(const Tensor& out, const Scalar& start, const Scalar& step) {
-  int64_t n = out.numel();
-  if (n == 0) return;
-  DeviceGuard g(out);
-  SMP_DISPATCH_ALL(out.dtype(), "arange", [&] {
-    arange_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(out)>>>(
-        static_cast<scalar_t*>(out.data_ptr()), n, start.to_double(), step.to_double());
-    SMP_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-}
 
 void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& in) {
   SMP_DISPATCH_ALL(out.dtype(), "unary", [&] {
@@ -441,10 +343,6 @@ void addcdiv_cuda(const Tensor& out, const Tensor& self, const Tensor& t1, const
 }  // namespace
 
 SMP_REGISTER_KERNELS(kCUDA, {
-  t.fill = &fill_cuda;
-  t.copy = &copy_cuda;
-  t.copy_across_devices = &copy_across_devices_cuda;
-  t.arange = &arange_cuda;
   t.unary = &unary_cuda;
   t.unary_backward = &unary_backward_cuda;
   t.binary = &binary_cuda;

@@ -18,24 +18,15 @@
 #include <cstdint>
 #include <optional>
 
+#include "unary_table.h"
+
 namespace smp::kernels {
 
+/// The unary ops of unary_table.h, one enumerator per functor there.
 enum class UnaryOp {
-  Neg,
-  Exp,
-  Log,
-  Sqrt,
-  Rsqrt,
-  Abs,
-  Square,
-  Relu,
-  Sigmoid,
-  Tanh,
-  Gelu,      // x·Φ(x), erf form
-  GeluTanh,  // tanh approximation
-  Sign,
-  Reciprocal,
-  Floor
+#define SMP_UNARY_ENUMERATOR(Name, ...) Name,
+  SMP_UNARY_OPS(SMP_UNARY_ENUMERATOR)
+#undef SMP_UNARY_ENUMERATOR
 };
 
 enum class BinaryOp {
@@ -52,12 +43,6 @@ enum class BinaryOp {
   Le,
   Gt,
   Ge,  // output dtype bool
-  // Fused gradients: a = incoming gradient, b = forward input x or output y as named.
-  ReluBackward,      // a · (x > 0)
-  GeluBackward,      // a · d/dx gelu(x)
-  GeluTanhBackward,  // a · d/dx gelu_tanh(x)
-  SigmoidBackward,   // a · y(1−y)
-  TanhBackward,      // a · (1−y²)
 };
 
 enum class ReduceOp { Sum, Mean, Max, Min, Prod };
@@ -102,6 +87,10 @@ struct KernelTable {
   // ---- elementwise (inputs expanded to out's shape, any strides) -------------------
   /// out = op(in); out and in have the same dtype.
   void (*unary)(UnaryOp op, const Tensor& out, const Tensor& in) = nullptr;
+  /// grad_in = grad_out · op'(x), the op's fused backward (unary_table.h); `saved` is the
+  /// forward input x or output y, as the op's kSaves says. One floating dtype for all three.
+  void (*unary_backward)(UnaryOp op, const Tensor& grad_in, const Tensor& grad_out,
+                         const Tensor& saved) = nullptr;
   /// out = op(a, b); a and b share the compute dtype; out has it too (bool for comparisons).
   void (*binary)(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b,
                  const Scalar& alpha) = nullptr;

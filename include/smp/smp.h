@@ -14,6 +14,7 @@
 #include <smp/engine/serialize.h>
 #include <smp/engine/tensor.h>
 #include <smp/engine/threading.h>
+#include <smp/engine/unary_ops.h>
 #include <smp/version.h>
 #include <smp/nn/module.h>
 #include <smp/nn/options.h>

@@ -78,6 +78,7 @@ TEST(Elementwise, Unary_CUDA) {
       {"tanh", [](auto& v) { return v[0].tanh(); }},
       {"gelu", [](auto& v) { return v[0].gelu(); }},
       {"gelu_tanh", [](auto& v) { return v[0].gelu("tanh"); }},
+      {"silu", [](auto& v) { return silu(v[0]); }},
       {"clamp", [](auto& v) { return v[0].clamp(-0.3, 0.4); }},
       {"pow", [](auto& v) { return v[0].pow(3); }},
   };

@@ -169,6 +169,7 @@ TEST(Elementwise, Gradcheck) {
       {"tanh", [](const auto& v) { return v[0].tanh(); }},
       {"gelu", [](const auto& v) { return v[0].gelu(); }},
       {"gelu_tanh", [](const auto& v) { return v[0].gelu("tanh"); }},
+      {"silu", [](const auto& v) { return silu(v[0]); }},
       {"scalar_add", [](const auto& v) { return 1.5 + v[0] - 2; }},
       {"scalar_mul", [](const auto& v) { return 3 * v[0] * 0.5; }},
       {"scalar_div", [](const auto& v) { return v[0] / 4 + 2.0 / (v[0] * v[0] + 1.0); }},
@@ -188,6 +189,39 @@ TEST(Elementwise, Gradcheck) {
   (void)pos;
 }
 
+// silu, the worked example of docs/adding-an-op.md: float64 values of x / (1 + exp(−x))
+// (torch.nn.functional.silu's formula, computed by Python's math module), the composition
+// x·σ(x) in each float dtype and on a strided view, integer inputs, and the gradient node.
+TEST(Elementwise, Silu) {
+  Tensor x = tensor({-3.0, -1.0, 0.0, 0.5, 2.0}, TensorOptions(kFloat64));
+  EXPECT_ALLCLOSE(silu(x),
+                  tensor({-0.14227761953270035, -0.2689414213699951, 0.0, 0.3112296656009273,
+                          1.7615941559557646},
+                         TensorOptions(kFloat64)),
+                  1e-12, 1e-12);
+  Tensor r = randd({6, 7}, 11) * 4.0;
+  for (Dtype dt : {kFloat32, kFloat64, kFloat16, kBFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor v = r.to(dt);
+    Tensor got = silu(v);
+    EXPECT_EQ(got.dtype(), dt);
+    double tol = dt == kFloat16 ? 2e-3 : dt == kBFloat16 ? 1.6e-2 : 1e-6;
+    EXPECT_ALLCLOSE(got.to(kFloat64), r.to(dt).to(kFloat64) * r.to(dt).to(kFloat64).sigmoid(), tol,
+                    tol);
+    EXPECT_ALLCLOSE(silu(v.t()).to(kFloat64), got.t().to(kFloat64), 0, 0);  // strided input
+  }
+  Tensor i = tensor<int64_t>({-2, 0, 3});
+  EXPECT_EQ(silu(i).dtype(), kFloat32);
+  EXPECT_ALLCLOSE(silu(i), silu(i.to(kFloat32)), 0, 0);
+  Tensor xi = r.clone().requires_grad_();
+  Tensor y = silu(xi);
+  EXPECT_EQ(y.grad_fn()->name(), "SiluBackward");
+  y.sum().backward();
+  Tensor s = r.sigmoid();
+  EXPECT_ALLCLOSE(xi.grad(), s * (r * (1.0 - s) + 1.0), 1e-12, 1e-12);
+  EXPECT_ALLCLOSE(nn::functional::silu(r), silu(r), 0, 0);
+}
+
 TEST(Elementwise, MetaShapesMatchCpu) {
   Tensor a = randn({3, 1, 5}), b = randn({4, 1});
   Tensor ma = empty({3, 1, 5}, TensorOptions().device(Device("meta")));
@@ -201,6 +235,7 @@ TEST(Elementwise, MetaShapesMatchCpu) {
       {"where", [](const auto& v) { return where(v[0].gt(0), v[0], v[1]); }},
       {"exp", [](const auto& v) { return v[0].exp(); }},
       {"gelu", [](const auto& v) { return v[0].gelu(); }},
+      {"silu", [](const auto& v) { return silu(v[0]); }},
       {"clamp", [](const auto& v) { return v[0].clamp(0, 1); }},
       {"pow", [](const auto& v) { return v[0].pow(3); }},
       {"scalar", [](const auto& v) { return 1 - v[1] * 2; }},

@@ -26,71 +26,33 @@ constexpr bool is_reduced_float_v = std::is_same_v<T, Half> || std::is_same_v<T,
 template <class T>
 using acc_t = std::conditional_t<is_reduced_float_v<T>, float, T>;
 
-constexpr double kSqrt1_2 = 0.70710678118654752440;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+using kernels::unary::kInvSqrt2Pi;
+using kernels::unary::kSqrt1_2;
+using kernels::unary::kSqrt2OverPi;
 
-template <class A>
-inline bool is_negative(A x) {
-  if constexpr (std::is_unsigned_v<A>)
-    return false;
-  else
-    return x < A(0);
-}
-
-template <class A>
-inline A sigmoid_of(A x) {
-  return A(1) / (A(1) + std::exp(-x));
-}
-
-// Calls body(f) with f the scalar function of `op` on type A; f: (A) -> A.
-template <class A, class Body>
-void with_unary_fn(UnaryOp op, Body&& body) {
-  if constexpr (std::is_floating_point_v<A>) {
-    switch (op) {
-      case UnaryOp::Exp:
-        return body([](A x) { return std::exp(x); });
-      case UnaryOp::Log:
-        return body([](A x) { return std::log(x); });
-      case UnaryOp::Sqrt:
-        return body([](A x) { return std::sqrt(x); });
-      case UnaryOp::Rsqrt:
-        return body([](A x) { return A(1) / std::sqrt(x); });
-      case UnaryOp::Sigmoid:
-        return body([](A x) { return sigmoid_of(x); });
-      case UnaryOp::Tanh:
-        return body([](A x) { return std::tanh(x); });
-      case UnaryOp::Gelu:
-        return body([](A x) { return A(0.5) * x * (A(1) + std::erf(x * A(kSqrt1_2))); });
-      case UnaryOp::GeluTanh:
-        return body([](A x) {
-          A inner = A(kSqrt2OverPi) * (x + A(0.044715) * x * x * x);
-          return A(0.5) * x * (A(1) + std::tanh(inner));
-        });
-      case UnaryOp::Reciprocal:
-        return body([](A x) { return A(1) / x; });
-      case UnaryOp::Floor:
-        return body([](A x) { return std::floor(x); });
-      default:
-        break;
-    }
-  }
+// Calls body(F{}) with F the functor of `op` in unary_table.h.
+template <class Body>
+void with_unary_op(UnaryOp op, Body&& body) {
   switch (op) {
-    case UnaryOp::Neg:
-      return body([](A x) { return static_cast<A>(-x); });
-    case UnaryOp::Abs:
-      return body([](A x) { return is_negative(x) ? static_cast<A>(-x) : x; });
-    case UnaryOp::Square:
-      return body([](A x) { return static_cast<A>(x * x); });
-    case UnaryOp::Relu:
-      // NaN propagates, as in PyTorch (x > 0 is false for NaN but we keep x).
-      return body([](A x) { return is_negative(x) ? A(0) : x; });
-    case UnaryOp::Sign:
-      return body([](A x) { return static_cast<A>((A(0) < x) - is_negative(x)); });
-    case UnaryOp::Floor:
-      return body([](A x) { return x; });
-    default:
-      SMP_ERROR("unary op {} is not supported for integer tensors", static_cast<int>(op));
+#define SMP_UNARY_CASE(Name, ...) \
+  case UnaryOp::Name:             \
+    return body(kernels::unary::Name{});
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  SMP_ASSERT(false, "unary: unknown op {}", static_cast<int>(op));
+}
+
+// out = F(in) for T = scalar_t, computing in A.
+template <class T, class F>
+void unary_typed(UnaryOp op, F f, const Tensor& out, const Tensor& in) {
+  using A = acc_t<T>;
+  if constexpr (!std::is_floating_point_v<A> && !F::kIntegers) {
+    SMP_ERROR("unary op {} is not supported for integer tensors", static_cast<int>(op));
+  } else if constexpr (std::is_same_v<T, A>) {
+    cpu_map<T, T>(out, {&in}, [f](T x) { return f(x); });
+  } else {
+    cpu_map<T, T>(out, {&in}, [f](T x) { return static_cast<T>(f(static_cast<A>(x))); });
   }
 }
 
@@ -151,7 +113,7 @@ void unary_eigen(UnaryOp op, float* o, const float* x, int64_t n) {
 }
 
 void unary_float_eigen(UnaryOp op, const Tensor& out, const Tensor& in) {
-  with_unary_fn<float>(op, [&](auto f) {
+  with_unary_op(op, [&](auto f) {
     for_each_row<2>({&out, &in}, [&](const std::array<char*, 2>& p, const std::array<int64_t, 2>& s,
                                      int64_t n) {
       if (s[0] == 4 && s[1] == 4) {
@@ -169,17 +131,8 @@ void unary_cpu(UnaryOp op, const Tensor& out, const Tensor& in) {
   SMP_CHECK(in.dtype() != kBool, "unary: bool tensors are not supported");
   if (in.dtype() == kFloat32 && has_eigen_unary(op)) return unary_float_eigen(op, out, in);
   SMP_DISPATCH_ALL(in.dtype(), "unary", [&] {
-    using A = acc_t<scalar_t>;
-    if constexpr (std::is_same_v<scalar_t, bool>) {
-      return;
-    } else if constexpr (std::is_same_v<scalar_t, A>) {
-      with_unary_fn<A>(op, [&](auto f) { cpu_map<scalar_t, scalar_t>(out, {&in}, f); });
-    } else {
-      with_unary_fn<A>(op, [&](auto f) {
-        cpu_map<scalar_t, scalar_t>(
-            out, {&in}, [f](scalar_t x) { return static_cast<scalar_t>(f(static_cast<A>(x))); });
-      });
-    }
+    if constexpr (!std::is_same_v<scalar_t, bool>)
+      with_unary_op(op, [&](auto f) { unary_typed<scalar_t>(op, f, out, in); });
   });
 }
 
@@ -223,32 +176,6 @@ void with_arith_fn(BinaryOp op, A alpha, Body&& body) {
         });
     default:
       break;
-  }
-  if constexpr (std::is_floating_point_v<A>) {
-    switch (op) {
-      case BinaryOp::ReluBackward:
-        return body([](A g, A x) { return x > A(0) ? g : A(0); });
-      case BinaryOp::GeluBackward:
-        return body([](A g, A x) {
-          A cdf = A(0.5) * (A(1) + std::erf(x * A(kSqrt1_2)));
-          A pdf = A(kInvSqrt2Pi) * std::exp(A(-0.5) * x * x);
-          return g * (cdf + x * pdf);
-        });
-      case BinaryOp::GeluTanhBackward:
-        return body([](A g, A x) {
-          constexpr A k = A(kSqrt2OverPi), c = A(0.044715);
-          A x2 = x * x;
-          A t = std::tanh(k * (x + c * x2 * x));
-          A dinner = k * (A(1) + A(3) * c * x2);
-          return g * (A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * dinner);
-        });
-      case BinaryOp::SigmoidBackward:
-        return body([](A g, A y) { return g * y * (A(1) - y); });
-      case BinaryOp::TanhBackward:
-        return body([](A g, A y) { return g * (A(1) - y * y); });
-      default:
-        break;
-    }
   }
   SMP_ERROR("binary: op {} is not supported for this dtype", static_cast<int>(op));
 }
@@ -306,9 +233,8 @@ void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
 }
 
 // GELU gradients for float32 through Eigen (erf/exp/tanh vectorised); false if not handled.
-bool gelu_backward_eigen(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
-  if (a.dtype() != kFloat32 || (op != BinaryOp::GeluBackward && op != BinaryOp::GeluTanhBackward))
-    return false;
+bool gelu_backward_eigen(UnaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != kFloat32 || (op != UnaryOp::Gelu && op != UnaryOp::GeluTanh)) return false;
   for_each_row<3>({&out, &a, &b}, [&](const std::array<char*, 3>& p,
                                       const std::array<int64_t, 3>& s, int64_t n) {
     constexpr float c1 = static_cast<float>(kSqrt1_2), ip = static_cast<float>(kInvSqrt2Pi),
@@ -335,7 +261,7 @@ bool gelu_backward_eigen(BinaryOp op, const Tensor& out, const Tensor& a, const 
       }
       CMapF G(g, m), X(x, m);
       Eigen::Array<float, Eigen::Dynamic, 1, Eigen::ColMajor, 512, 1> r(m);
-      if (op == BinaryOp::GeluBackward) {
+      if (op == UnaryOp::Gelu) {
         r = G * (0.5f * (1.0f + (X * c1).erf()) + X * ip * (-0.5f * X.square()).exp());
       } else {
         Eigen::Array<float, Eigen::Dynamic, 1, Eigen::ColMajor, 512, 1> t =
@@ -352,9 +278,34 @@ bool gelu_backward_eigen(BinaryOp op, const Tensor& out, const Tensor& a, const 
   return true;
 }
 
+// grad_in = F::backward(grad_out, saved), computing in A.
+template <class T, class F>
+void unary_backward_typed(F f, const Tensor& grad_in, const Tensor& grad_out, const Tensor& saved) {
+  using A = acc_t<T>;
+  if constexpr (std::is_same_v<T, A>) {
+    cpu_map<T, T, T>(grad_in, {&grad_out, &saved}, [f](T g, T s) { return f.backward(g, s); });
+  } else {
+    cpu_map<T, T, T>(grad_in, {&grad_out, &saved}, [f](T g, T s) {
+      return static_cast<T>(f.backward(static_cast<A>(g), static_cast<A>(s)));
+    });
+  }
+}
+
+void unary_backward_cpu(UnaryOp op, const Tensor& grad_in, const Tensor& grad_out,
+                        const Tensor& saved) {
+  if (gelu_backward_eigen(op, grad_in, grad_out, saved)) return;
+  SMP_DISPATCH_FLOATING_AND_HALF(grad_out.dtype(), "unary_backward", [&] {
+    with_unary_op(op, [&](auto f) {
+      if constexpr (kernels::unary::has_backward_v<decltype(f)>)
+        unary_backward_typed<scalar_t>(f, grad_in, grad_out, saved);
+      else
+        SMP_ERROR("unary_backward: op {} has no fused backward", static_cast<int>(op));
+    });
+  });
+}
+
 void binary_cpu(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b,
                 const Scalar& alpha) {
-  if (gelu_backward_eigen(op, out, a, b)) return;
   SMP_DISPATCH_ALL(a.dtype(), "binary", [&] { binary_typed<scalar_t>(op, out, a, b, alpha); });
 }
 
@@ -459,6 +410,7 @@ void addcdiv_cpu(const Tensor& out, const Tensor& self, const Tensor& t1, const 
 
 SMP_REGISTER_KERNELS(kCPU, {
   t.unary = &unary_cpu;
+  t.unary_backward = &unary_backward_cpu;
   t.binary = &binary_cpu;
   t.binary_scalar = &binary_scalar_cpu;
   t.clamp = &clamp_cpu;

@@ -1,4 +1,5 @@
-// CUDA kernels for fill, copy, arange, transfers and the elementwise math ops.
+// CUDA kernels for the elementwise math ops: unary (and the fused unary backward), binary,
+// comparisons, clamp, where, addcmul and addcdiv.
 // The op code is a runtime switch inside one kernel per dtype: the branch is uniform across
 // the grid, so it costs little next to the memory traffic, and it keeps the number of
 // kernel instantiations (and compile time) small.
@@ -24,62 +25,33 @@ __device__ inline bool is_nan(C x) {
 
 // ---- op math, in the compute type C ----------------------------------------------------
 
+// The unary functors of unary_table.h behind a runtime switch (see the top of the file).
 template <class C>
 __device__ inline C unary_math(int op, C x) {
-  if constexpr (std::is_floating_point_v<C>) {
-    constexpr C kSqrt1_2 = C(0.70710678118654752440);
-    constexpr C kBeta = C(0.79788456080286535588);  // ::sqrt(2/pi)
-    switch (static_cast<UnaryOp>(op)) {
-      case UnaryOp::Neg:
-        return -x;
-      case UnaryOp::Exp:
-        return ::exp(x);
-      case UnaryOp::Log:
-        return ::log(x);
-      case UnaryOp::Sqrt:
-        return ::sqrt(x);
-      case UnaryOp::Rsqrt:
-        return C(1) / ::sqrt(x);
-      case UnaryOp::Abs:
-        return ::fabs(x);
-      case UnaryOp::Square:
-        return x * x;
-      case UnaryOp::Relu:
-        return x < C(0) ? C(0) : x;  // NaN stays NaN
-      case UnaryOp::Sigmoid:
-        return C(1) / (C(1) + ::exp(-x));
-      case UnaryOp::Tanh:
-        return ::tanh(x);
-      case UnaryOp::Gelu:
-        return C(0.5) * x * (C(1) + ::erf(x * kSqrt1_2));
-      case UnaryOp::GeluTanh: {
-        C inner = kBeta * (x + C(0.044715) * x * x * x);
-        return C(0.5) * x * (C(1) + ::tanh(inner));
-      }
-      case UnaryOp::Sign:
-        return is_nan(x) ? x : C((C(0) < x) - (x < C(0)));
-      case UnaryOp::Reciprocal:
-        return C(1) / x;
-      case UnaryOp::Floor:
-        return ::floor(x);
-    }
-    return x;
-  } else {
-    switch (static_cast<UnaryOp>(op)) {
-      case UnaryOp::Neg:
-        return -x;
-      case UnaryOp::Abs:
-        return x < 0 ? -x : x;
-      case UnaryOp::Square:
-        return x * x;
-      case UnaryOp::Relu:
-        return x < 0 ? C(0) : x;
-      case UnaryOp::Sign:
-        return C((C(0) < x) - (x < C(0)));
-      default:
-        return x;  // Floor; float-only ops are refused on the host
-    }
+  switch (static_cast<UnaryOp>(op)) {
+#define SMP_UNARY_CASE(Name, ...)                                                 \
+  case UnaryOp::Name:                                                             \
+    if constexpr (std::is_floating_point_v<C> || kernels::unary::Name::kIntegers) \
+      return kernels::unary::Name{}(x);                                           \
+    else                                                                          \
+      return x; /* refused on the host */
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
   }
+  return x;
+}
+
+// g · op'(x), from the incoming gradient g and the saved input or output s.
+template <class C>
+__device__ inline C unary_backward_math(int op, C g, C s) {
+  switch (static_cast<UnaryOp>(op)) {
+#define SMP_UNARY_CASE(Name, ...) \
+  case UnaryOp::Name:             \
+    return kernels::unary::backward_of<kernels::unary::Name>(g, s);
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  return C(0);
 }
 
 template <class C>
@@ -120,35 +92,6 @@ __device__ inline C binary_math(int op, C a, C b, C alpha) {
     default:
       break;
   }
-  if constexpr (std::is_floating_point_v<C>) {
-    constexpr C kSqrt1_2 = C(0.70710678118654752440);
-    constexpr C kInvSqrt2Pi = C(0.39894228040143267794);
-    constexpr C kBeta = C(0.79788456080286535588);
-    constexpr C kKappa = C(0.044715);
-    switch (static_cast<BinaryOp>(op)) {
-      case BinaryOp::ReluBackward:
-        return b > C(0) ? a : C(0);
-      case BinaryOp::GeluBackward: {
-        C cdf = C(0.5) * (C(1) + ::erf(b * kSqrt1_2));
-        C pdf = ::exp(C(-0.5) * b * b) * kInvSqrt2Pi;
-        return a * (cdf + b * pdf);
-      }
-      case BinaryOp::GeluTanhBackward: {
-        C x2 = b * b;
-        C inner = kBeta * (b + kKappa * x2 * b);
-        C t = ::tanh(inner);
-        C d =
-            C(0.5) * (C(1) + t) + C(0.5) * b * (C(1) - t * t) * kBeta * (C(1) + C(3) * kKappa * x2);
-        return a * d;
-      }
-      case BinaryOp::SigmoidBackward:
-        return a * b * (C(1) - b);
-      case BinaryOp::TanhBackward:
-        return a * (C(1) - b * b);
-      default:
-        break;
-    }
-  }
   return C(0);
 }
 
@@ -177,15 +120,26 @@ bool is_comparison(BinaryOp op) {
          op == BinaryOp::Gt || op == BinaryOp::Ge;
 }
 
-bool is_float_only(BinaryOp op) {
-  return op == BinaryOp::ReluBackward || op == BinaryOp::GeluBackward ||
-         op == BinaryOp::GeluTanhBackward || op == BinaryOp::SigmoidBackward ||
-         op == BinaryOp::TanhBackward;
+bool unary_ok_for_integers(UnaryOp op) {
+  switch (op) {
+#define SMP_UNARY_CASE(Name, ...) \
+  case UnaryOp::Name:             \
+    return kernels::unary::Name::kIntegers;
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  return false;
 }
 
-bool unary_ok_for_integers(UnaryOp op) {
-  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Square || op == UnaryOp::Relu ||
-         op == UnaryOp::Sign || op == UnaryOp::Floor;
+bool unary_has_backward(UnaryOp op) {
+  switch (op) {
+#define SMP_UNARY_CASE(Name, ...) \
+  case UnaryOp::Name:             \
+    return kernels::unary::has_backward_v<kernels::unary::Name>;
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  return false;
 }
 
 template <class C>
@@ -199,21 +153,19 @@ C scalar_as(const Scalar& s) {
 // ---- functors --------------------------------------------------------------------------
 
 template <class T>
-struct FillF {
-  T v;
-  __device__ T operator()() const { return v; }
-};
-
-template <class To, class From>
-struct ConvertF {
-  __device__ To operator()(From x) const { return convert<To>(x); }
-};
-
-template <class T>
 struct UnaryF {
   int op;
   __device__ T operator()(T x) const {
     return convert<T>(unary_math<acc_t<T>>(op, convert<acc_t<T>>(x)));
+  }
+};
+
+template <class T>
+struct UnaryBackwardF {
+  int op;
+  __device__ T operator()(T g, T s) const {
+    using C = acc_t<T>;
+    return convert<T>(unary_backward_math<C>(op, convert<C>(g), convert<C>(s)));
   }
 };
 
@@ -292,95 +244,7 @@ struct AddcF {
   }
 };
 
-template <class T>
-__global__ void arange_kernel(T* out, int64_t n, double start, double step) {
-  int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = convert<T>(start + step * static_cast<double>(i));
-}
-
 // ---- kernel table entries ---------------------------------------------------------------
-
-void fill_cuda(const Tensor& out, const Scalar& v) {
-  SMP_DISPATCH_ALL(out.dtype(), "fill", [&] {
-    scalar_t val = v.to<scalar_t>();
-    gpu_map<scalar_t>(out, {}, FillF<scalar_t>{val});
-  });
-}
-
-void copy_cuda(const Tensor& dst, const Tensor& src) {
-  if (dst.numel() == 0) return;
-  DeviceGuard g(dst);
-  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
-    if (dst.data_ptr() == src.data_ptr()) return;
-    SMP_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(),
-                                   cudaMemcpyDeviceToDevice, stream_of(dst)));
-    return;
-  }
-  SMP_DISPATCH_ALL(dst.dtype(), "copy", [&] {
-    using out_t = scalar_t;
-    SMP_DISPATCH_ALL(src.dtype(), "copy",
-                     [&] { gpu_map<out_t, scalar_t>(dst, {&src}, ConvertF<out_t, scalar_t>{}); });
-  });
-}
-
-void copy_across_devices_cuda(const Tensor& dst, const Tensor& src) {
-  SMP_ASSERT(dst.is_contiguous() && src.is_contiguous() && dst.dtype() == src.dtype() &&
-                 dst.nbytes() == src.nbytes(),
-             "copy_across_devices: expects contiguous tensors of one dtype and size");
-  if (dst.nbytes() == 0) return;
-  if (dst.is_cuda() && src.is_cuda()) {
-    // Peer copy on the source's stream. dst's block may have been freed by work still
-    // queued on its own device, so that work finishes first; the copy is then awaited.
-    {
-      DeviceGuard gd(dst);
-      SMP_CUDA_CHECK(cudaStreamSynchronize(stream_of(dst)));
-    }
-    DeviceGuard g(src);
-    SMP_CUDA_CHECK(cudaMemcpyPeerAsync(dst.data_ptr(), dst.device().index(), src.data_ptr(),
-                                       src.device().index(), src.nbytes(), stream_of(src)));
-    SMP_CUDA_CHECK(cudaStreamSynchronize(stream_of(src)));
-    return;
-  }
-  if (dst.is_cuda()) {
-    DeviceGuard g(dst);
-    cudaStream_t s = stream_of(dst);
-    SMP_CUDA_CHECK(
-        cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyHostToDevice, s));
-    // From pageable memory the call returns once the bytes are staged, so the host buffer
-    // may be reused at once. From pinned memory the DMA reads it later. Our pinned allocator
-    // keeps a block from reuse until the event recorded here has passed, so with
-    // non_blocking the host need not wait (PyTorch's non_blocking=True); without it, or for
-    // other page-locked memory, the caller may rewrite the bytes as soon as we return: wait.
-    if (src.storage() != nullptr && record_pinned_use(src.storage()->data(), s)) {
-      if (!kernels::non_blocking_copy()) SMP_CUDA_CHECK(cudaStreamSynchronize(s));
-      return;
-    }
-    cudaPointerAttributes attr{};
-    if (cudaPointerGetAttributes(&attr, src.data_ptr()) == cudaSuccess) {
-      if (attr.type == cudaMemoryTypeHost) SMP_CUDA_CHECK(cudaStreamSynchronize(s));
-    } else {
-      (void)cudaGetLastError();
-    }
-    return;
-  }
-  DeviceGuard g(src);
-  cudaStream_t s = stream_of(src);
-  SMP_CUDA_CHECK(
-      cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), src.nbytes(), cudaMemcpyDeviceToHost, s));
-  SMP_CUDA_CHECK(cudaStreamSynchronize(s));
-}
-
-void arange_cuda(const Tensor& out, const Scalar& start, const Scalar& step) {
-  int64_t n = out.numel();
-  if (n == 0) return;
-  DeviceGuard g(out);
-  SMP_DISPATCH_ALL(out.dtype(), "arange", [&] {
-    arange_kernel<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(out)>>>(
-        static_cast<scalar_t*>(out.data_ptr()), n, start.to_double(), step.to_double());
-    SMP_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-}
 
 void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& in) {
   SMP_DISPATCH_ALL(out.dtype(), "unary", [&] {
@@ -388,6 +252,16 @@ void unary_cuda(UnaryOp op, const Tensor& out, const Tensor& in) {
       SMP_CHECK(unary_ok_for_integers(op), "unary op {} needs a floating dtype, got {}",
                 static_cast<int>(op), dtype_name(out.dtype()));
     gpu_map<scalar_t, scalar_t>(out, {&in}, UnaryF<scalar_t>{static_cast<int>(op)});
+  });
+}
+
+void unary_backward_cuda(UnaryOp op, const Tensor& grad_in, const Tensor& grad_out,
+                         const Tensor& saved) {
+  SMP_CHECK(unary_has_backward(op), "unary_backward: op {} has no fused backward",
+            static_cast<int>(op));
+  SMP_DISPATCH_FLOATING_AND_HALF(grad_out.dtype(), "unary_backward", [&] {
+    gpu_map<scalar_t, scalar_t, scalar_t>(grad_in, {&grad_out, &saved},
+                                          UnaryBackwardF<scalar_t>{static_cast<int>(op)});
   });
 }
 
@@ -399,9 +273,6 @@ void binary_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& 
       gpu_map<bool, scalar_t, scalar_t>(out, {&a, &b}, CompareF<scalar_t>{static_cast<int>(op)});
       return;
     }
-    if constexpr (!std::is_floating_point_v<C>)
-      SMP_CHECK(!is_float_only(op), "binary op {} needs a floating dtype, got {}",
-                static_cast<int>(op), dtype_name(a.dtype()));
     gpu_map<scalar_t, scalar_t, scalar_t>(
         out, {&a, &b}, BinaryF<scalar_t>{static_cast<int>(op), scalar_as<C>(alpha)});
   });
@@ -427,9 +298,6 @@ void binary_scalar_cuda(BinaryOp op, const Tensor& out, const Tensor& a, const S
           out, {&a}, CompareScalarF<scalar_t>{static_cast<int>(op), scalar_as<C>(s), scalar_first});
       return;
     }
-    if constexpr (!std::is_floating_point_v<C>)
-      SMP_CHECK(!is_float_only(op), "binary op {} needs a floating dtype, got {}",
-                static_cast<int>(op), dtype_name(a.dtype()));
     gpu_map<scalar_t, scalar_t>(
         out, {&a}, BinaryScalarF<scalar_t>{static_cast<int>(op), scalar_as<C>(s), scalar_first});
   });
@@ -475,11 +343,8 @@ void addcdiv_cuda(const Tensor& out, const Tensor& self, const Tensor& t1, const
 }  // namespace
 
 SMP_REGISTER_KERNELS(kCUDA, {
-  t.fill = &fill_cuda;
-  t.copy = &copy_cuda;
-  t.copy_across_devices = &copy_across_devices_cuda;
-  t.arange = &arange_cuda;
   t.unary = &unary_cuda;
+  t.unary_backward = &unary_backward_cuda;
   t.binary = &binary_cuda;
   t.binary_scalar = &binary_scalar_cuda;
   t.clamp = &clamp_cuda;

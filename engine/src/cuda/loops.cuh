@@ -64,6 +64,12 @@ __host__ __device__ inline To convert(From v) {
   }
 }
 
+/// convert<To> as a functor for gpu_map.
+template <class To, class From>
+struct ConvertF {
+  __device__ To operator()(From x) const { return convert<To>(x); }
+};
+
 constexpr int kMaxDims = 16;
 
 /// Element offsets of N operands from a linear index over their common shape.

@@ -2,6 +2,7 @@
 // in-place forms. Type promotion follows PyTorch: dimensioned tensors outrank 0-dim tensors,
 // which outrank Scalars (wrapped numbers), within each category (bool < integer < float).
 #include <smp/engine/autograd.h>
+#include <smp/engine/unary_ops.h>
 
 #include <cmath>
 
@@ -298,13 +299,43 @@ Tensor float_unary(UnaryOp op, const Tensor& a, const char* name) {
   return unary_raw(op, a, float_if_integral(a.dtype()));
 }
 
-// Activations whose backward is one fused kernel on (grad, x) or (grad, y).
-Tensor activation(UnaryOp op, BinaryOp backward_op, bool uses_output, const Tensor& a,
-                  const char* name, const char* node) {
+// g · op'(x) through the op's fused backward kernel; `saved` is x or y (unary_table.h).
+Tensor unary_backward_raw(UnaryOp op, Tensor g, Tensor saved) {
+  const char* name = "unary backward";
+  align_devices(g, saved, name);
+  Shape shape = broadcast_shapes(g.sizes(), saved.sizes(), name);
+  Dtype ct = result_type(g, saved);
+  Tensor out = ops::empty_out(shape, ct, g.device());
+  if (runs_kernel(out)) {
+    SMP_KERNEL(unary_backward, g.device())
+    (op, out, ops::expand_to(ops::cast_to(g, ct), shape),
+     ops::expand_to(ops::cast_to(saved, ct), shape));
+  }
+  return out;
+}
+
+// Whether op's fused backward reads the forward output (else the input).
+bool backward_saves_output(UnaryOp op) {
+  switch (op) {
+#define SMP_UNARY_CASE(Name, ...)                                    \
+  case UnaryOp::Name:                                                \
+    SMP_ASSERT(kernels::unary::has_backward_v<kernels::unary::Name>, \
+               "unary op " #Name " has no fused backward");          \
+    return kernels::unary::saves_output<kernels::unary::Name>();
+    SMP_UNARY_OPS(SMP_UNARY_CASE)
+#undef SMP_UNARY_CASE
+  }
+  SMP_ASSERT(false, "unknown unary op {}", static_cast<int>(op));
+  return false;
+}
+
+// Activations and other float ops whose backward is one fused kernel on (grad, x) or
+// (grad, y), as the op's entry in unary_table.h says.
+Tensor activation(UnaryOp op, const Tensor& a, const char* name, const char* node) {
   Tensor out = float_unary(op, a, name);
-  Tensor saved = uses_output ? out.detach() : a;
-  autograd::record(node, {a}, {out}, [saved, backward_op](const Grads& g) {
-    return Grads{binary_raw(backward_op, g[0], saved, 1, "activation backward")};
+  Tensor saved = backward_saves_output(op) ? out.detach() : a;
+  autograd::record(node, {a}, {out}, [saved, op](const Grads& g) {
+    return Grads{unary_backward_raw(op, g[0], saved)};
   });
   return out;
 }
@@ -574,25 +605,22 @@ Tensor Tensor::relu() const {
   SMP_PLACE_OP("relu", *this);
   ops::check_defined(*this, "relu", "self");
   if (!is_floating_point()) return unary_raw(UnaryOp::Relu, *this, dtype());
-  return activation(UnaryOp::Relu, BinaryOp::ReluBackward, false, *this, "relu", "ReluBackward");
+  return activation(UnaryOp::Relu, *this, "relu", "ReluBackward");
 }
 Tensor Tensor::sigmoid() const {
   SMP_PLACE_OP("sigmoid", *this);
-  return activation(UnaryOp::Sigmoid, BinaryOp::SigmoidBackward, true, *this, "sigmoid",
-                    "SigmoidBackward");
+  return activation(UnaryOp::Sigmoid, *this, "sigmoid", "SigmoidBackward");
 }
 Tensor Tensor::tanh() const {
   SMP_PLACE_OP("tanh", *this);
-  return activation(UnaryOp::Tanh, BinaryOp::TanhBackward, true, *this, "tanh", "TanhBackward");
+  return activation(UnaryOp::Tanh, *this, "tanh", "TanhBackward");
 }
 Tensor Tensor::gelu(const std::string& approximate) const {
   SMP_PLACE_OP("gelu", *this);
   SMP_CHECK(approximate == "none" || approximate == "tanh",
             "gelu: approximate must be \"none\" or \"tanh\", got \"{}\"", approximate);
-  if (approximate == "tanh")
-    return activation(UnaryOp::GeluTanh, BinaryOp::GeluTanhBackward, false, *this, "gelu",
-                      "GeluBackward");
-  return activation(UnaryOp::Gelu, BinaryOp::GeluBackward, false, *this, "gelu", "GeluBackward");
+  if (approximate == "tanh") return activation(UnaryOp::GeluTanh, *this, "gelu", "GeluBackward");
+  return activation(UnaryOp::Gelu, *this, "gelu", "GeluBackward");
 }
 
 Tensor neg(const Tensor& a) { return a.neg(); }
@@ -609,6 +637,17 @@ Tensor relu(const Tensor& a) { return a.relu(); }
 Tensor sigmoid(const Tensor& a) { return a.sigmoid(); }
 Tensor tanh(const Tensor& a) { return a.tanh(); }
 Tensor gelu(const Tensor& a, const std::string& approximate) { return a.gelu(approximate); }
+
+// The functions of SMP_UNARY_FUNCTIONS (declared in <smp/engine/unary_ops.h>).
+#define SMP_UNARY_FUNCTION(Name, name)                                          \
+  static_assert(kernels::unary::has_backward_v<kernels::unary::Name>,           \
+                #name ": an op of SMP_UNARY_FUNCTIONS needs a fused backward"); \
+  Tensor name(const Tensor& a) {                                                \
+    SMP_PLACE_OP(#name, a);                                                     \
+    return activation(UnaryOp::Name, a, #name, #Name "Backward");               \
+  }
+SMP_UNARY_FUNCTIONS(SMP_UNARY_FUNCTION)
+#undef SMP_UNARY_FUNCTION
 
 // ---- comparisons (bool output, no gradient) ------------------------------------------------
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <smp/engine/tensor.h>
+#include <smp/engine/unary_ops.h>
 #include <smp/nn/options.h>
 
 namespace smp::nn::functional {
@@ -21,6 +22,7 @@ using smp::max_pool2d;
 using smp::mse_loss;
 using smp::nll_loss;
 using smp::relu;
+using smp::silu;
 using smp::softmax;
 
 /// Options of cross_entropy (libtorch's F::CrossEntropyFuncOptions): weight, ignore_index,

@@ -372,19 +372,19 @@ nlohmann::json recv_json_from(int src, CommGroup group) {
 void abort_job(const std::string& why, int exit_code) {
   // The job is going down whatever MPI answers here: its return codes change nothing.
   int mpi_up = 0, mpi_down = 0;
-  MPI_Initialized(&mpi_up);
-  MPI_Finalized(&mpi_down);
+  if (MPI_Initialized(&mpi_up) != MPI_SUCCESS) mpi_up = 0;
+  if (MPI_Finalized(&mpi_down) != MPI_SUCCESS) mpi_down = 1;
   const int r = rt().initialized ? rt().rank : environment_rank();
   std::fprintf(stderr, "smp: rank %d failed: %s\n", r, why.c_str());
   std::fflush(stderr);
   if (mpi_up && !mpi_down) {
     int world = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (MPI_Comm_size(MPI_COMM_WORLD, &world) != MPI_SUCCESS) world = 2;  // abort to be sure
     if (world > 1) {
       if (rt().comm_started) detail::notify_failure(why, 2.0);
       // Give the others a moment to print why they stop before MPI kills them.
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      MPI_Abort(MPI_COMM_WORLD, exit_code);
+      (void)MPI_Abort(MPI_COMM_WORLD, exit_code);  // does not return when it works
     }
   }
   std::_Exit(exit_code);

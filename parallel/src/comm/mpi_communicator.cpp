@@ -207,10 +207,11 @@ class MpiCommunicator final : public Communicator {
 
   ~MpiCommunicator() override {
     std::lock_guard<std::mutex> lk(mpi_mutex());
-    int finalized = 0;
-    MPI_Finalized(&finalized);
+    // A destructor cannot fail: if MPI cannot say whether it is still up, leave it alone.
+    int finalized = 1;
+    if (MPI_Finalized(&finalized) != MPI_SUCCESS) finalized = 1;
     // Pending operations still complete: MPI frees the communicator after them.
-    if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    if (!finalized && comm_ != MPI_COMM_NULL) (void)MPI_Comm_free(&comm_);
   }
 
   const std::string& name() const override { return name_; }
@@ -432,7 +433,8 @@ class MpiCommunicator final : public Communicator {
                  shape = fmt::format("[{}] {}", fmt::join(t.sizes(), ", "), dtype_name(t.dtype()))](
                     const MPI_Status& st) {
       int got = 0;
-      MPI_Get_count(&st, MPI_BYTE, &got);
+      if (const int rc = MPI_Get_count(&st, MPI_BYTE, &got); rc != MPI_SUCCESS)
+        return fmt::format("{}: MPI_Get_count: {}", what, mpi_error_string(rc));
       if (got == n) return std::string();
       return fmt::format("{}: expected {} bytes (a {} tensor), received {}", what, n, shape, got);
     };

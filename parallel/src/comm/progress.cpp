@@ -933,13 +933,13 @@ void comm_stop() {
     // on whatever these calls return (nothing is left to fail).
     for (MPI_Request* r : {&e.fail_req, &e.status_req}) {
       if (*r == MPI_REQUEST_NULL) continue;
-      MPI_Cancel(r);
-      MPI_Request_free(r);
+      (void)MPI_Cancel(r);
+      (void)MPI_Request_free(r);
     }
-    int finalized = 0;
-    MPI_Finalized(&finalized);
+    int finalized = 1;
+    if (MPI_Finalized(&finalized) != MPI_SUCCESS) finalized = 1;  // cannot tell: leave MPI be
     for (MPI_Comm* c : {&e.fail_comm, &e.status_comm}) {
-      if (!finalized && *c != MPI_COMM_NULL) MPI_Comm_free(c);
+      if (!finalized && *c != MPI_COMM_NULL) (void)MPI_Comm_free(c);
       *c = MPI_COMM_NULL;
     }
   }

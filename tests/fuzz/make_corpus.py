@@ -7,6 +7,7 @@ every dtype, IDX files raw and gzip, the repository's config and distribution JS
 tests/parallel/configs), and
 the test images of tests/data/files. Re-running rewrites the same bytes.
 """
+import base64
 import gzip
 import json
 import shutil
@@ -150,6 +151,11 @@ def write_images():
         png(5, 3, 16, 2, 3, lambda x, y: (x * 9000, y * 20000, 65535 - x * y), interlace=True))
     (d / "gray2.png").write_bytes(png(7, 2, 2, 0, 1, lambda x, y: ((x + y) % 4,)))
     (d / "gray_alpha.png").write_bytes(png(3, 3, 8, 4, 2, lambda x, y: (x * 80, 255 - y * 100)))
+    # fuzz_png's finding of 2026-12-03: after IHDR, an sCAL chunk declaring 1.9 GB in a 46-byte
+    # file; libpng allocated and zeroed the declared length (2 GB RSS) before finding the file
+    # short. Under the seeds test's 2 GB RSS limit it fails unless the reader skips the chunk.
+    (d / "huge_scal_chunk.png").write_bytes(
+        base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAA0AAAAKCAMAAABYMCT2c0JJVHNDQUznu8SJUA=="))
 
 
 if __name__ == "__main__":

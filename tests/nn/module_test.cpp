@@ -290,3 +290,27 @@ TEST(Module, ModelParameterNamesAndCounts) {
   EXPECT_EQ(small.conv1->weight.sizes(), (Shape{64, 1, 7, 7}));
   EXPECT_EQ(small.fc->weight.sizes(), (Shape{10, 512}));
 }
+
+// AttributeScope: what a higher layer attaches at construction (smp::partition is built on it).
+TEST(Module, AttributeScopesTagModulesInnermostWinsPerKey) {
+  using smp::nn::AttributeScope;
+  std::shared_ptr<smp::nn::Linear> outer, inner, after;
+  {
+    AttributeScope a("stage", 0);
+    AttributeScope b("mark", 7);
+    outer = std::make_shared<smp::nn::Linear>(2, 2);
+    {
+      AttributeScope c("stage", 3);
+      inner = std::make_shared<smp::nn::Linear>(2, 2);
+    }
+  }
+  after = std::make_shared<smp::nn::Linear>(2, 2);
+  EXPECT_EQ(outer->attribute("stage"), 0);
+  EXPECT_EQ(outer->attribute("mark"), 7);
+  EXPECT_EQ(inner->attribute("stage"), 3);  // innermost scope of a key wins
+  EXPECT_EQ(inner->attribute("mark"), 7);   // other keys still apply
+  EXPECT_EQ(after->attribute("stage"), std::nullopt);
+  EXPECT_EQ(outer->attribute("absent"), std::nullopt);
+  after->set_attribute("stage", 5);
+  EXPECT_EQ(after->attribute("stage"), 5);
+}

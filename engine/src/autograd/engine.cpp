@@ -196,7 +196,8 @@ Roots root_gradients(const std::vector<Tensor>& roots, const std::vector<Tensor>
                 ops::shape_str(r.sizes()));
       g = ones_like(r);
     } else {
-      SMP_CHECK(g.sizes() == r.sizes(), "backward: gradient shape {} does not match output shape {}",
+      SMP_CHECK(g.sizes() == r.sizes(),
+                "backward: gradient shape {} does not match output shape {}",
                 ops::shape_str(g.sizes()), ops::shape_str(r.sizes()));
     }
     out.edges.push_back(gradient_edge(r));
@@ -321,8 +322,10 @@ class GraphTask {
     }
     auto& buf = buffers_[n];
     if (buf.size() < n->num_outputs()) buf.resize(std::max<uint32_t>(n->num_outputs(), nr + 1));
-    if (!buf[nr].defined()) buf[nr] = g;
-    else buf[nr] = ops::sum_gradients(buf[nr], g);
+    if (!buf[nr].defined())
+      buf[nr] = g;
+    else
+      buf[nr] = ops::sum_gradients(buf[nr], g);
   }
 
   const std::vector<Edge>* captures_;

@@ -137,7 +137,7 @@ std::vector<Unit> stateful_units(const NamedModules& named, int pp) {
 /// op's FLOPs and input bytes to the innermost module. Every rank runs the same, so all reach
 /// the same decision.
 std::map<const nn::Module*, Cost> trace_costs(nn::Module& root, const NamedModules& named,
-                                               const Tensor& example) {
+                                              const Tensor& example) {
   TraceHook trace;
   // In eval mode, so that the trace moves no batch-norm statistics and draws no dropout
   // masks: the step that follows must be the step the user asked for.
@@ -177,10 +177,9 @@ void weigh_units(std::vector<Unit>& units, const std::map<const nn::Module*, Cos
     total_mem += mem[i];
   }
   for (size_t i = 0; i < units.size(); ++i)
-    units[i].weight = memory_weight * mem[i] / std::max(total_mem, 1.0) +
-                      (1 - memory_weight) * cost_of(units[i].module).flops /
-                          std::max(total_flops, 1.0) +
-                      1e-9;
+    units[i].weight =
+        memory_weight * mem[i] / std::max(total_mem, 1.0) +
+        (1 - memory_weight) * cost_of(units[i].module).flops / std::max(total_flops, 1.0) + 1e-9;
 }
 
 /// Auto: contiguous runs of units of balanced weight. Manual: a module's own smp::partition,

@@ -208,7 +208,7 @@ class MpiCommunicator final : public Communicator {
   ~MpiCommunicator() override {
     std::lock_guard<std::mutex> lk(mpi_mutex());
     // A destructor cannot fail: if MPI cannot say whether it is still up, leave it alone.
-    int finalized = 1;
+    int finalized = 0;
     if (MPI_Finalized(&finalized) != MPI_SUCCESS) finalized = 1;
     // Pending operations still complete: MPI frees the communicator after them.
     if (!finalized && comm_ != MPI_COMM_NULL) (void)MPI_Comm_free(&comm_);

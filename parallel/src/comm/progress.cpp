@@ -936,7 +936,7 @@ void comm_stop() {
       (void)MPI_Cancel(r);
       (void)MPI_Request_free(r);
     }
-    int finalized = 1;
+    int finalized = 0;
     if (MPI_Finalized(&finalized) != MPI_SUCCESS) finalized = 1;  // cannot tell: leave MPI be
     for (MPI_Comm* c : {&e.fail_comm, &e.status_comm}) {
       if (!finalized && *c != MPI_COMM_NULL) (void)MPI_Comm_free(c);

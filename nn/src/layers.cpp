@@ -1,3 +1,4 @@
+#include <fmt/ranges.h>
 #include <smp/engine/autograd.h>
 #include <smp/engine/error.h>
 #include <smp/nn/init.h>
@@ -159,7 +160,7 @@ Tensor Embedding::forward(const Tensor& indices) {
 LayerNorm::LayerNorm(const LayerNormOptions& o) : options(o) {
   if (o.elementwise_affine()) {
     weight = register_parameter("weight", empty(o.normalized_shape()));
-    bias = register_parameter("bias", empty(o.normalized_shape()));
+    bias = register_parameter("bias", o.bias() ? empty(o.normalized_shape()) : Tensor());
   }
   reset_parameters();
 }
@@ -167,7 +168,7 @@ LayerNorm::LayerNorm(const LayerNormOptions& o) : options(o) {
 void LayerNorm::reset_parameters() {
   if (!options.elementwise_affine()) return;
   init::ones_(weight);
-  init::zeros_(bias);
+  if (bias.defined()) init::zeros_(bias);
 }
 
 Tensor LayerNorm::forward(const Tensor& x) {
@@ -213,6 +214,33 @@ const std::shared_ptr<Module>& ModuleList::operator[](size_t i) const {
   SMP_CHECK(i < items_.size(), "ModuleList: index {} out of range for {} modules", i,
             items_.size());
   return items_[i];
+}
+
+ModuleDict::ModuleDict(
+    const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& modules) {
+  for (auto& [n, m] : modules) insert(n, m);
+}
+
+void ModuleDict::insert(const std::string& name, std::shared_ptr<Module> m) {
+  register_module(name, std::move(m));
+}
+
+bool ModuleDict::contains(const std::string& name) const {
+  for (auto& [n, c] : named_children())
+    if (n == name) return true;
+  return false;
+}
+
+std::shared_ptr<Module> ModuleDict::operator[](const std::string& name) const {
+  for (auto& [n, c] : named_children())
+    if (n == name) return c;
+  SMP_ERROR("ModuleDict: no module named '{}' (it holds: {})", name, fmt::join(keys(), ", "));
+}
+
+std::vector<std::string> ModuleDict::keys() const {
+  std::vector<std::string> out;
+  for (auto& [n, c] : named_children()) out.push_back(n);
+  return out;
 }
 
 }  // namespace smp::nn

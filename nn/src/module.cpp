@@ -95,14 +95,31 @@ void Module::replace_module_impl(const std::string& name, std::shared_ptr<Module
   SMP_ERROR("replace_module: {} has no submodule named '{}'", this->name(), name);
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
-  std::vector<std::pair<std::string, Tensor>> out;
-  for (auto& [n, p] : params_)
-    if (p.defined()) out.emplace_back(n, p);
+void Module::collect_tensors(bool params, const std::string& prefix, bool recurse,
+                             std::vector<std::pair<std::string, Tensor>>& out) const {
+  for (auto& [n, t] : params ? params_ : buffers_)
+    if (t.defined()) out.emplace_back(join_name(prefix, n), t);
   if (recurse)
-    for (auto& [cn, c] : children_)
-      for (auto& [n, p] : c->named_parameters(true)) out.emplace_back(join_name(cn, n), p);
+    for (auto& [cn, c] : children_) c->collect_tensors(params, join_name(prefix, cn), true, out);
+}
+
+namespace {
+/// Keeps the first name of each tensor (tied weights are one tensor under several names).
+std::vector<std::pair<std::string, Tensor>> first_names(
+    std::vector<std::pair<std::string, Tensor>> all) {
+  std::set<const void*> seen;
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& e : all)
+    if (seen.insert(e.second.unsafe_impl()).second) out.push_back(std::move(e));
   return out;
+}
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse,
+                                                                     bool remove_duplicate) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  collect_tensors(true, "", recurse, out);
+  return remove_duplicate ? first_names(std::move(out)) : out;
 }
 
 std::vector<Tensor> Module::parameters(bool recurse) const {
@@ -111,14 +128,11 @@ std::vector<Tensor> Module::parameters(bool recurse) const {
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse,
+                                                                  bool remove_duplicate) const {
   std::vector<std::pair<std::string, Tensor>> out;
-  for (auto& [n, b] : buffers_)
-    if (b.defined()) out.emplace_back(n, b);
-  if (recurse)
-    for (auto& [cn, c] : children_)
-      for (auto& [n, b] : c->named_buffers(true)) out.emplace_back(join_name(cn, n), b);
-  return out;
+  collect_tensors(false, "", recurse, out);
+  return remove_duplicate ? first_names(std::move(out)) : out;
 }
 
 std::vector<Tensor> Module::buffers(bool recurse) const {
@@ -211,16 +225,17 @@ void Module::zero_grad(bool set_to_none) {
 
 StateDict Module::state_dict() const {
   StateDict sd;
-  for (auto& [n, p] : named_parameters()) sd[n] = p.detach();
-  for (auto& [n, b] : named_buffers()) sd[n] = b.detach();
+  for (auto& [n, p] : named_parameters(true, false)) sd[n] = p.detach();
+  for (auto& [n, b] : named_buffers(true, false)) sd[n] = b.detach();
   return sd;
 }
 
 void Module::load_state_dict(const StateDict& sd, bool strict) {
   std::map<std::string, Tensor> own;
   std::vector<std::string> order;  // registration order, for errors that read like the model
-  for (auto& [n, p] : named_parameters()) own[n] = p, order.push_back(n);
-  for (auto& [n, b] : named_buffers()) own[n] = b, order.push_back(n);
+  // Every name, a tied tensor's included: a state_dict holds each, and each must be there.
+  for (auto& [n, p] : named_parameters(true, false)) own[n] = p, order.push_back(n);
+  for (auto& [n, b] : named_buffers(true, false)) own[n] = b, order.push_back(n);
 
   std::vector<std::string> unknown, missing, wrong;
   for (auto& [n, t] : sd)
@@ -261,9 +276,18 @@ Tensor Module::forward(const Tensor&) {
   SMP_ERROR("module {} has no single-tensor forward", name());
 }
 
+Tensor Module::forward(const Tensor&, const Tensor&) {
+  SMP_ERROR("module {} takes one tensor: it has no forward of two tensors", name());
+}
+
 Tensor Module::operator()(const Tensor& x) {
   ModuleCallScope scope(this);
   return forward(x);
+}
+
+Tensor Module::operator()(const Tensor& x, const Tensor& y) {
+  ModuleCallScope scope(this);
+  return forward(x, y);
 }
 
 int64_t Module::num_parameters() const {

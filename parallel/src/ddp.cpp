@@ -271,7 +271,7 @@ DistributedModel::~DistributedModel() {
   detail::registry().erase(reducer_.get());
 }
 
-Tensor DistributedModel::operator()(const Tensor& x) {
+void DistributedModel::before_forward() {
   SMP_CHECK(!is_initialized() || pp_size() == 1 || step_.active,
             "DistributedModel: with pipeline_parallel_degree {} the model runs inside an "
             "smp::step function (each rank holds only its partition's parameters)",
@@ -282,7 +282,16 @@ Tensor DistributedModel::operator()(const Tensor& x) {
       if (!b.is_meta()) bufs.push_back(b);  // other partitions' buffers live elsewhere
     if (!bufs.empty()) broadcast_from_first(comm(CommGroup::DP_GROUP), bufs);
   }
+}
+
+Tensor DistributedModel::operator()(const Tensor& x) {
+  before_forward();
   return (*module_)(x);
+}
+
+Tensor DistributedModel::operator()(const Tensor& x, const Tensor& y) {
+  before_forward();
+  return (*module_)(x, y);
 }
 
 void DistributedModel::backward(const Tensor& loss) { backward({loss}, {}); }

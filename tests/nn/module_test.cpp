@@ -314,3 +314,73 @@ TEST(Module, AttributeScopesTagModulesInnermostWinsPerKey) {
   after->set_attribute("stage", 5);
   EXPECT_EQ(after->attribute("stage"), 5);
 }
+
+namespace {
+// A head that holds another module's weight as its own parameter (weight tying).
+struct TiedHead : Module {
+  explicit TiedHead(const Tensor& w) { weight = register_parameter("weight", w); }
+  Tensor forward(const Tensor& x) override { return linear(x, weight); }
+  Tensor weight;
+};
+struct Tied : Module {
+  Tied() {
+    emb = register_module("emb", std::make_shared<Embedding>(5, 3));
+    bn = register_module("bn", std::make_shared<BatchNorm2d>(2));
+    head = register_module("head", std::make_shared<TiedHead>(emb->weight));
+  }
+  Tensor forward(const Tensor& idx) override { return (*head)((*emb)(idx)); }
+  std::shared_ptr<Embedding> emb;
+  std::shared_ptr<BatchNorm2d> bn;
+  std::shared_ptr<TiedHead> head;
+};
+}  // namespace
+
+// A tensor registered under two names is one parameter: listed once, under its first name,
+// so an optimizer updates it once; state_dict lists both names (as PyTorch), load_state_dict
+// takes both, and to() moves it once with every handle seeing it.
+TEST(Module, TiedParameterListedOnceButStateDictHasBothNames) {
+  manual_seed(8);
+  Tied m;
+  ASSERT_TRUE(m.head->weight.is_same(m.emb->weight));
+  EXPECT_EQ(names_of(m.named_parameters()),
+            (std::vector<std::string>{"emb.weight", "bn.weight", "bn.bias"}));
+  EXPECT_EQ(names_of(m.named_parameters(true, false)),
+            (std::vector<std::string>{"emb.weight", "bn.weight", "bn.bias", "head.weight"}));
+  EXPECT_EQ(m.parameters().size(), 3u);
+  EXPECT_EQ(m.num_parameters(), 15 + 2 + 2);
+  auto sd = m.state_dict();
+  ASSERT_EQ(sd.count("emb.weight"), 1u);
+  ASSERT_EQ(sd.count("head.weight"), 1u);
+  EXPECT_TRUE(sd["emb.weight"].data_ptr() == sd["head.weight"].data_ptr());
+
+  // Both keys are expected by a strict load; the later one (module order) is what stays.
+  StateDict in = sd;
+  in["emb.weight"] = full({5, 3}, 1.0);
+  in["head.weight"] = full({5, 3}, 2.0);
+  m.load_state_dict(in);
+  EXPECT_EQ(m.emb->weight.sum().item<float>(), 30.0f);
+  EXPECT_TRUE(m.head->weight.is_same(m.emb->weight));
+  in.erase("head.weight");
+  EXPECT_NE(error_of([&] { m.load_state_dict(in); }).find("missing keys: head.weight"),
+            std::string::npos);
+
+  // Gradients from both uses land in the one tensor.
+  Tensor idx = tensor<int64_t>({0, 3}, {2});
+  m(idx).sum().backward();
+  ASSERT_TRUE(m.emb->weight.grad().defined());
+  EXPECT_TRUE(m.head->weight.grad().is_same(m.emb->weight.grad()));
+
+  Tensor handle = m.head->weight;
+  m.to(kFloat64);
+  EXPECT_EQ(m.emb->weight.dtype(), kFloat64);
+  EXPECT_EQ(handle.dtype(), kFloat64);
+  EXPECT_TRUE(m.head->weight.is_same(m.emb->weight));
+  EXPECT_EQ(m.emb->weight.sum().item<double>(), 30.0);
+  EXPECT_EQ(m.parameters().size(), 3u);
+}
+
+TEST(Module, TwoTensorForwardDefaultRefusesNamingTheModule) {
+  Linear lin(2, 2);
+  const std::string msg = error_of([&] { lin(ones({1, 2}), ones({1, 2})); });
+  EXPECT_NE(msg.find("module Linear takes one tensor"), std::string::npos) << msg;
+}

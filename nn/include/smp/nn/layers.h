@@ -124,7 +124,8 @@ class Embedding : public Module {
   Tensor weight;
 };
 
-/// Layer norm over the trailing normalized_shape dims; weight 1, bias 0.
+/// Layer norm over the trailing normalized_shape dims; weight 1, bias 0 (no bias with
+/// options.bias(false)).
 class LayerNorm : public Module {
  public:
   explicit LayerNorm(const LayerNormOptions& options);
@@ -185,6 +186,26 @@ class ModuleList : public Module {
 
  private:
   std::vector<std::shared_ptr<Module>> items_;
+};
+
+/// Children by name, in insertion order (torch.nn.ModuleDict); has no forward of its own.
+/// Lookups go through the registered children, so a replace_module is seen at once.
+class ModuleDict : public Module {
+ public:
+  ModuleDict() = default;
+  explicit ModuleDict(const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& modules);
+  /// Adds `m` under `name` (a name already present is an error; use replace_module).
+  void insert(const std::string& name, std::shared_ptr<Module> m);
+  bool contains(const std::string& name) const;
+  size_t size() const { return named_children().size(); }
+  /// The child named `name`; an unknown name is an error listing the names there are.
+  std::shared_ptr<Module> operator[](const std::string& name) const;
+  template <class M>
+  std::shared_ptr<M> ptr_as(const std::string& name) const {
+    return std::dynamic_pointer_cast<M>((*this)[name]);
+  }
+  std::vector<std::string> keys() const;
+  std::string name() const override { return "ModuleDict"; }
 };
 
 }  // namespace smp::nn

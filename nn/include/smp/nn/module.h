@@ -72,9 +72,16 @@ class Module : public std::enable_shared_from_this<Module> {
     return m;
   }
 
-  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
+  /// Parameters by dotted name in registration order. A tensor registered under several
+  /// names (tied weights: a language model's head sharing the word embedding's) is listed
+  /// once, under its first name, unless remove_duplicate is false; so optimizers and gradient
+  /// reduction see it once (PyTorch's named_parameters(remove_duplicate=True)).
+  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true,
+                                                               bool remove_duplicate = true) const;
   std::vector<Tensor> parameters(bool recurse = true) const;
-  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+  /// Buffers by dotted name; a shared one once, as named_parameters.
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true,
+                                                            bool remove_duplicate = true) const;
   std::vector<Tensor> buffers(bool recurse = true) const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
   std::vector<std::shared_ptr<Module>> children() const;
@@ -97,7 +104,8 @@ class Module : public std::enable_shared_from_this<Module> {
   /// Drops (set_to_none) or zeroes every parameter's gradient.
   void zero_grad(bool set_to_none = true);
 
-  /// Parameters and buffers, detached, sharing storage with the module.
+  /// Parameters and buffers, detached, sharing storage with the module. A tied tensor is
+  /// listed under each of its names, as PyTorch's state_dict.
   StateDict state_dict() const;
   /// Copies values in (casting dtype/device to the module's). Wrong shapes always throw;
   /// with `strict`, unknown and missing keys throw too, the error listing all of them.
@@ -109,8 +117,14 @@ class Module : public std::enable_shared_from_this<Module> {
   /// Type name ("Linear"), used in errors and printing.
   virtual std::string name() const { return "Module"; }
   virtual Tensor forward(const Tensor& x);
+  /// A forward of two tensors (a language model's tokens and targets, an input and its
+  /// mask). The default refuses: the module takes one tensor. A subclass that overrides only
+  /// one of the two overloads adds `using Module::forward;` so the other is not hidden.
+  virtual Tensor forward(const Tensor& x, const Tensor& y);
   /// Calls forward(x) inside a ModuleCallScope; call children through this, never forward().
   Tensor operator()(const Tensor& x);
+  /// Calls forward(x, y) inside a ModuleCallScope.
+  Tensor operator()(const Tensor& x, const Tensor& y);
 
   /// Total number of parameter elements.
   int64_t num_parameters() const;
@@ -124,6 +138,10 @@ class Module : public std::enable_shared_from_this<Module> {
   void register_module_impl(const std::string& name, std::shared_ptr<Module> m);
   void replace_module_impl(const std::string& name, std::shared_ptr<Module> m);
   void apply_to_tensors(const std::function<void(Tensor&)>& f);
+  /// Every (name, tensor) of params_ (or buffers_) of this module and, with recurse, its
+  /// descendants, duplicates included; undefined (absent) ones skipped.
+  void collect_tensors(bool params, const std::string& prefix, bool recurse,
+                       std::vector<std::pair<std::string, Tensor>>& out) const;
   void collect_modules(const std::string& prefix,
                        std::vector<std::pair<std::string, std::shared_ptr<Module>>>& out);
 

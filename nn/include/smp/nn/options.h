@@ -140,6 +140,9 @@ struct LayerNormOptions {
   SMP_ARG(std::vector<int64_t>, normalized_shape);
   SMP_ARG(double, eps) = 1e-5;
   SMP_ARG(bool, elementwise_affine) = true;
+  /// With elementwise_affine, whether there is a bias (PyTorch 2.1's LayerNorm(bias=False);
+  /// nanoGPT's bias=False models).
+  SMP_ARG(bool, bias) = true;
 };
 
 /// LogSoftmax(dim).

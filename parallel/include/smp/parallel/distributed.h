@@ -55,6 +55,8 @@ class DistributedModel {
 
   /// The wrapped module's forward.
   Tensor operator()(const Tensor& x);
+  /// The wrapped module's forward of two tensors (a language model's tokens and targets).
+  Tensor operator()(const Tensor& x, const Tensor& y);
   /// Replaces loss.backward(): runs backward and starts (or completes the launch of) every
   /// gradient bucket's reduction. DistributedOptimizer::step waits for them. Inside smp::step
   /// it is called once per microbatch: gradients are scaled by 1/microbatches (with
@@ -117,6 +119,9 @@ class DistributedModel {
   };
 
   void make_reducer(const std::vector<std::pair<std::string, Tensor>>& params);
+  /// What every forward call does first: refuses a pipelined model outside smp::step and
+  /// broadcasts the buffers over the DP group.
+  void before_forward();
   /// After partitioning: turns the tensors of other partitions into meta shells, records
   /// where each state_dict key lives, and returns this rank's parameters by name.
   std::vector<std::pair<std::string, Tensor>> keep_local_tensors();

@@ -22,6 +22,7 @@
 #include <smp/nn/functional.h>
 #include <smp/nn/init.h>
 #include <smp/nn/models.h>
+#include <smp/nn/transformer.h>
 #include <smp/optim/adadelta.h>
 #include <smp/optim/adam.h>
 #include <smp/optim/clip_grad.h>

@@ -217,16 +217,19 @@ class Stopwatch {
 /// otherwise one plain line every `line_every` steps (logs stay readable).
 class Progress {
  public:
-  /// A disabled bar prints nothing (ranks other than 0 of a distributed job).
-  Progress(std::string label, int64_t total, int64_t line_every = 100, bool enabled = true)
+  /// A disabled bar prints nothing (ranks other than 0 of a distributed job). `unit` names
+  /// what the throughput counts ("samples", or a language model's "tokens").
+  Progress(std::string label, int64_t total, int64_t line_every = 100, bool enabled = true,
+           std::string unit = "samples")
       : label_(std::move(label)),
+        unit_(std::move(unit)),
         total_(total),
         line_every_(std::max<int64_t>(1, line_every)),
         tty_(isatty(STDERR_FILENO) != 0),
         enabled_(enabled) {}
 
-  /// `done` steps finished of `total`; loss of the last step; throughput so far.
-  void update(int64_t done, double loss, double samples_per_second) {
+  /// `done` steps finished of `total`; loss of the last step; throughput (units/s) so far.
+  void update(int64_t done, double loss, double per_second) {
     if (!enabled_) return;
     if (tty_) {
       if (done != total_ && last_draw_.seconds() < 0.1) return;
@@ -235,14 +238,14 @@ class Progress {
       int filled = total_ > 0 ? static_cast<int>(kWidth * done / total_) : 0;
       std::string bar(static_cast<size_t>(filled), '=');
       bar.resize(kWidth, ' ');
-      std::fprintf(stderr, "\r%s [%s] %lld/%lld  loss %.4f  %.0f samples/s ", label_.c_str(),
+      std::fprintf(stderr, "\r%s [%s] %lld/%lld  loss %.4f  %.0f %s/s ", label_.c_str(),
                    bar.c_str(), static_cast<long long>(done), static_cast<long long>(total_), loss,
-                   samples_per_second);
+                   per_second, unit_.c_str());
       drawn_ = true;
     } else if (done % line_every_ == 0 || done == total_) {
-      std::fprintf(stderr, "%s %lld/%lld  loss %.4f  %.0f samples/s\n", label_.c_str(),
-                   static_cast<long long>(done), static_cast<long long>(total_), loss,
-                   samples_per_second);
+      std::fprintf(stderr, "%s %lld/%lld  loss %.4f  %.0f %s/s\n", label_.c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total_), loss, per_second,
+                   unit_.c_str());
     }
   }
   /// Ends the bar's line so the next output starts clean.
@@ -252,7 +255,7 @@ class Progress {
   }
 
  private:
-  std::string label_;
+  std::string label_, unit_;
   int64_t total_, line_every_;
   bool tty_, enabled_, drawn_ = false;
   Stopwatch last_draw_;

@@ -65,8 +65,7 @@ inline void save_weights(const smp::nn::Module& model, const std::string& path) 
   smp::save_safetensors(path, model.state_dict());
 }
 
-/// Writes `metrics` (plus peak_rss_mb) as pretty JSON; an unwritable path is an error.
-/// What both programs report in --metrics (the required keys and a few more).
+/// What the programs report in --metrics (the required keys and a few more).
 struct RunMetrics {
   int64_t steps = 0, samples = 0, epochs = 0, batch_size = 0, threads = 0;
   std::string device, optimizer;
@@ -93,12 +92,30 @@ struct RunMetrics {
   }
 };
 
-inline void write_metrics(const std::string& path, nlohmann::json metrics) {
-  metrics["peak_rss_mb"] = peak_rss_mb();
+/// Writes `metrics` as pretty JSON; an unwritable path is an error.
+inline void write_metrics(const std::string& path, const nlohmann::json& metrics) {
   std::ofstream f(path);
   if (!f) throw std::runtime_error("cannot write metrics file '" + path + "'");
   f << metrics.dump(2) << "\n";
   if (!f) throw std::runtime_error("error writing metrics file '" + path + "'");
+}
+
+/// Memory per rank, for --metrics: local_parameter_bytes (the bytes of the parameters this
+/// rank really holds: a tied weight once, other pipeline partitions' meta shells not at all)
+/// and peak_rss_mb (getrusage's peak resident set), each a list indexed by global rank.
+/// Gathered over WORLD, so every rank calls it.
+inline nlohmann::json rank_memory_metrics(const smp::DistributedModel& model) {
+  int64_t bytes = 0;
+  for (const smp::Tensor& p : model.parameters())
+    if (!p.is_meta()) bytes += static_cast<int64_t>(p.nbytes());
+  const auto all = smp::allgather(nlohmann::json{{"bytes", bytes}, {"rss", peak_rss_mb()}});
+  nlohmann::json out = {{"local_parameter_bytes", nlohmann::json::array()},
+                        {"peak_rss_mb", nlohmann::json::array()}};
+  for (const nlohmann::json& r : all) {
+    out["local_parameter_bytes"].push_back(r["bytes"]);
+    out["peak_rss_mb"].push_back(r["rss"]);
+  }
+  return out;
 }
 
 /// Adds each of `values` over the data-parallel group (each rank holds its shard's sums).

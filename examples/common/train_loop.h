@@ -114,7 +114,10 @@ struct TrainOptions {
   std::string eval_split = "test";  // what the epoch and summary lines call the evaluation set
   std::string samples = "images";   // what a training sample is, for the error messages
   int64_t epochs = 1, steps = 0;    // --epochs, --steps (0: no limit)
-  int64_t batch_size = 0;           // --batch-size, per data-parallel rank
+  int64_t batch_size = 0;           // --batch-size, per data-reading rank
+  int64_t readers = 0;              // ranks reading distinct batches (0: smp::dp_size())
+  int64_t sample_tokens = 0;        // tokens in a sample (a language model's window): the
+                                    // progress line and summary then report tokens/s
   int64_t log_interval = 100;       // --log-interval
   int64_t threads = 0;              // reported
   std::string optimizer;            // reported
@@ -185,14 +188,15 @@ class Trainer {
   /// Runs the training; returns the exit status: 0, or 1 when the final loss is not finite.
   int fit(StepBody body) {
     auto train_step = smp::step(std::move(body));
-    const int64_t dp = smp::dp_size();
+    const int64_t readers = o_.readers > 0 ? o_.readers : smp::dp_size();
+    const int64_t tokens = std::max<int64_t>(o_.sample_tokens, 1);  // per sample, for rates
     const bool lead = smp::rank() == 0;
     int64_t step = 0, samples = 0;
     double final_loss = NAN, train_seconds = 0;
     std::optional<Evaluation> last_eval;
     for (int64_t epoch = 1; epoch <= epochs_ && step < total_steps_; ++epoch) {
       Progress bar("epoch " + std::to_string(epoch), std::min(per_epoch_, total_steps_ - step),
-                   o_.log_interval, lead);
+                   o_.log_interval, lead, o_.sample_tokens > 0 ? "tokens" : "samples");
       Stopwatch clock;
       int64_t epoch_samples = 0, epoch_steps = 0;
       train_(epoch, [&](smp::data::Batch& b) {
@@ -203,10 +207,10 @@ class Trainer {
         optimizer_.step();
         ++step;
         ++epoch_steps;
-        epoch_samples += y.size(0) * dp;
+        epoch_samples += y.size(0) * readers;
         final_loss = loss_mb.reduce_mean().item<double>();
         bar.update(epoch_steps, final_loss,
-                   static_cast<double>(epoch_samples) / std::max(1e-9, clock.seconds()));
+                   static_cast<double>(epoch_samples * tokens) / std::max(1e-9, clock.seconds()));
         return step < total_steps_;
       });
       if (o_.device.is_cuda()) smp::cuda::synchronize();
@@ -226,16 +230,24 @@ class Trainer {
 
     final_loss = dp_mean(final_loss);  // the global batch's, not this shard's
     const double sps = static_cast<double>(samples) / std::max(1e-9, train_seconds);
-    const std::string measured =
-        o_.eval_split + " " + metric_.name + " " + (last_eval ? last_eval->value : "n/a");
+    const std::string measured = metric_.name.empty() ? "no evaluation"
+                                                      : o_.eval_split + " " + metric_.name + " " +
+                                                            (last_eval ? last_eval->value : "n/a");
+    const std::string token_rate =
+        o_.sample_tokens > 0 ? fmt::format(", {:.0f} tokens/s", sps * static_cast<double>(tokens))
+                             : "";
     if (lead)
       std::printf(
-          "%s: %lld steps, %lld samples in %.2f s (%.*f samples/s), final loss %.4f, %s, "
+          "%s: %lld steps, %lld samples in %.2f s (%.*f samples/s%s), final loss %.4f, %s, "
           "peak RSS %.0f MB\n",
           o_.program.c_str(), static_cast<long long>(step), static_cast<long long>(samples),
-          train_seconds, o_.rate_decimals, sps, final_loss, measured.c_str(), peak_rss_mb());
+          train_seconds, o_.rate_decimals, sps, token_rate.c_str(), final_loss, measured.c_str(),
+          peak_rss_mb());
 
     if (!o_.save.empty()) save_model(model_, o_.save);
+    // Every rank takes part in gathering the memory figures (the flags are the same on all).
+    const nlohmann::json memory =
+        o_.metrics.empty() ? nlohmann::json() : rank_memory_metrics(model_);
     if (lead && !o_.metrics.empty()) {
       RunMetrics r;
       r.steps = step;
@@ -253,6 +265,11 @@ class Trainer {
         r.test_accuracy = last_eval->accuracy;
       }
       nlohmann::json m = r.to_json(o_.program);
+      if (o_.sample_tokens > 0) {
+        m["tokens_per_sample"] = o_.sample_tokens;
+        m["tokens_per_second"] = sps * static_cast<double>(tokens);
+      }
+      m.update(memory);
       m.update(o_.extra_metrics);
       write_metrics(o_.metrics, m);
     }

@@ -87,9 +87,10 @@ void Module::register_module_impl(const std::string& name, std::shared_ptr<Modul
 
 void Module::replace_module_impl(const std::string& name, std::shared_ptr<Module> m) {
   SMP_CHECK(m != nullptr, "replace_module: module '{}' is null", name);
-  for (auto& [n, c] : children_)
-    if (n == name) {
-      c = std::move(m);
+  for (size_t i = 0; i < children_.size(); ++i)
+    if (children_[i].first == name) {
+      children_[i].second = m;
+      child_replaced(i, m);
       return;
     }
   SMP_ERROR("replace_module: {} has no submodule named '{}'", this->name(), name);
@@ -281,11 +282,13 @@ Tensor Module::forward(const Tensor&, const Tensor&) {
 }
 
 Tensor Module::operator()(const Tensor& x) {
+  if (replacement_) return (*replacement_)(x);
   ModuleCallScope scope(this);
   return forward(x);
 }
 
 Tensor Module::operator()(const Tensor& x, const Tensor& y) {
+  if (replacement_) return (*replacement_)(x, y);
   ModuleCallScope scope(this);
   return forward(x, y);
 }

@@ -384,3 +384,21 @@ TEST(Module, TwoTensorForwardDefaultRefusesNamingTheModule) {
   const std::string msg = error_of([&] { lin(ones({1, 2}), ones({1, 2})); });
   EXPECT_NE(msg.find("module Linear takes one tensor"), std::string::npos) << msg;
 }
+
+// replace_module keeps a container's own list in step with its children: indexing, iteration
+// and forward see the new module.
+TEST(Module, ReplaceModuleUpdatesSequentialAndModuleList) {
+  smp::nn::Sequential seq;
+  seq.push_back(std::make_shared<smp::nn::Flatten>());
+  seq.push_back("act", std::make_shared<smp::nn::ReLU>());
+  auto gelu = seq.replace_module("act", std::make_shared<smp::nn::GELU>());
+  EXPECT_EQ(seq[1], gelu);
+  EXPECT_EQ((*seq.begin())->name(), "Flatten");
+  const smp::Tensor x = smp::full({2, 3}, -1.0);
+  EXPECT_LT(seq.forward(x).max().item<float>(), 0);  // GELU passes negatives, ReLU does not
+  smp::nn::ModuleList list;
+  list.push_back(std::make_shared<smp::nn::ReLU>());
+  auto lin = list.replace_module("0", std::make_shared<smp::nn::Linear>(2, 2));
+  EXPECT_EQ(list[0], lin);
+  EXPECT_EQ(list.children()[0], lin);
+}

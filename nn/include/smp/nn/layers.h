@@ -164,6 +164,11 @@ class Sequential : public Module {
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Sequential"; }
 
+ protected:
+  void child_replaced(size_t index, const std::shared_ptr<Module>& m) override {
+    items_.at(index) = m;
+  }
+
  private:
   std::vector<std::shared_ptr<Module>> items_;
 };
@@ -183,6 +188,11 @@ class ModuleList : public Module {
   auto begin() const { return items_.begin(); }
   auto end() const { return items_.end(); }
   std::string name() const override { return "ModuleList"; }
+
+ protected:
+  void child_replaced(size_t index, const std::shared_ptr<Module>& m) override {
+    items_.at(index) = m;
+  }
 
  private:
   std::vector<std::shared_ptr<Module>> items_;

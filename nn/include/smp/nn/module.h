@@ -134,6 +134,19 @@ class Module : public std::enable_shared_from_this<Module> {
   std::optional<int> attribute(const std::string& key) const;
   void set_attribute(const std::string& key, int value) { attributes_[key] = value; }
 
+  /// Once another module has taken this one's place in its parent (parallel/'s tensor
+  /// parallelism swaps a Linear for its distributed version), calls through handles that still
+  /// point here (a parent's typed member) run the replacement instead.
+  void forward_calls_to(std::shared_ptr<Module> replacement) {
+    replacement_ = std::move(replacement);
+  }
+  const std::shared_ptr<Module>& replacement() const { return replacement_; }
+
+ protected:
+  /// Called after replace_module swapped child number `index` (in registration order), for
+  /// containers that keep their own list of children (Sequential, ModuleList).
+  virtual void child_replaced(size_t /*index*/, const std::shared_ptr<Module>& /*m*/) {}
+
  private:
   void register_module_impl(const std::string& name, std::shared_ptr<Module> m);
   void replace_module_impl(const std::string& name, std::shared_ptr<Module> m);
@@ -151,6 +164,7 @@ class Module : public std::enable_shared_from_this<Module> {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
   std::map<std::string, int> attributes_;
+  std::shared_ptr<Module> replacement_;
 };
 
 }  // namespace smp::nn

@@ -180,7 +180,8 @@ int run(const Config& cfg) {
   if (cfg.embd % cfg.heads != 0)
     throw UsageError("--embd " + std::to_string(cfg.embd) + " is not a multiple of --heads " +
                      std::to_string(cfg.heads));
-  auto net = std::make_shared<smp::nn::GPT>(gc);
+  auto net = smp_examples::build_model<smp::nn::GPT>(
+      cfg.tensor_parallelism, [&] { return std::make_shared<smp::nn::GPT>(gc); });
   if (!cfg.init.empty()) smp_examples::load_weights(*net, cfg.init);
   if (!cfg.save_init.empty() && smp::rank() == 0) smp_examples::save_weights(*net, cfg.save_init);
   net->to(o.device);

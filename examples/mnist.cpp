@@ -107,7 +107,9 @@ int run(const Config& cfg) {
   std::optional<Split> test;
   if (!cfg.skip_test) test.emplace(cfg.data, false);
 
-  auto net = std::make_shared<smp::nn::MnistNet>(cfg.dropout == "on");
+  auto net = smp_examples::build_model<smp::nn::MnistNet>(cfg.tensor_parallelism, [&] {
+    return std::make_shared<smp::nn::MnistNet>(cfg.dropout == "on");
+  });
   if (!cfg.init.empty()) smp_examples::load_weights(*net, cfg.init);
   net->to(device);
   net->train();
@@ -119,12 +121,17 @@ int run(const Config& cfg) {
   smp::optim::StepLR scheduler(opt.optimizer(), 1, cfg.gamma);
 
   // Data parallelism: this rank's share of each epoch, as torch's DistributedSampler deals it.
-  const int64_t dp = smp::dp_size();
+  // Every DP rank reads its own share (a tensor-parallel group then works on the batches of
+  // all its ranks); with prescaled_batch the ranks of a TP group share one, so the shares go
+  // to the RDP ranks.
+  const bool prescaled = smp::config().prescaled_batch;
+  const int64_t dp = prescaled ? smp::rdp_size() : smp::dp_size();
+  const int64_t dp_rank = prescaled ? smp::rdp_rank() : smp::dp_rank();
+  o.readers = dp;
   std::optional<smp::data::DistributedSampler> sampler;
   if (dp > 1)
     sampler.emplace(static_cast<size_t>(train.size()), static_cast<size_t>(dp),
-                    static_cast<size_t>(smp::dp_rank()), !cfg.no_shuffle,
-                    static_cast<uint64_t>(cfg.seed));
+                    static_cast<size_t>(dp_rank), !cfg.no_shuffle, static_cast<uint64_t>(cfg.seed));
   const int64_t n = sampler ? static_cast<int64_t>(sampler->size()) : train.size();
   const int64_t tail = n % cfg.batch_size;
   const int64_t per_epoch =
@@ -146,7 +153,7 @@ int run(const Config& cfg) {
   // many images were evaluated).
   auto test_batches = [&](int64_t, const std::function<bool(smp::data::Batch&)>& use) {
     smp::data::torch_dataloader_epoch(0, false);  // the draw iterating the test loader makes
-    const int64_t size = test->size(), r = smp::dp_rank();
+    const int64_t size = test->size(), r = dp_rank;
     for_each_batch(*test, {}, size * r / dp, size * (r + 1) / dp, cfg.test_batch_size, cfg, use);
   };
 

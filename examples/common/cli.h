@@ -159,6 +159,7 @@ struct TrainFlags {
   int64_t seed = 1, threads = 0, log_interval = 100;
   bool no_shuffle = false, skip_test = false;
   std::string device = "cpu", init, save, metrics;
+  std::string tensor_parallelism = "all";  ///< all | none | NAME[,NAME...]
 };
 
 /// Declares the TrainFlags flags, their help naming the defaults `f` holds; `lr_default` says
@@ -198,6 +199,11 @@ inline void add_train_flags(Cli& cli, TrainFlags& f, const std::string& lr_defau
                  text(f.log_interval) + ")",
              1);
   cli.flag("skip-test", &f.skip_test, "do not evaluate");
+  cli.option("tensor-parallelism", &f.tensor_parallelism, "all|none|NAME[,NAME...]",
+             "modules to distribute when tensor_parallel_degree > 1: all (the model built inside "
+             "smp::tensor_parallelism), none, or modules by name (smp::set_tensor_parallelism; "
+             "default " +
+                 f.tensor_parallelism + ")");
 }
 
 /// Seconds since construction (or the last reset) on the monotonic clock.

@@ -130,6 +130,40 @@ inline std::vector<double> dp_sum(const std::vector<double>& values) {
 /// The data-parallel group's mean of `v` (each rank's loss is its shard's).
 inline double dp_mean(double v) { return dp_sum({v})[0] / static_cast<double>(smp::dp_size()); }
 
+/// Builds the model with `make()` and marks it for tensor parallelism as --tensor-parallelism
+/// says: "all" builds it inside an smp::tensor_parallelism scope (SMP's example's
+/// `with smp.tensor_parallelism():`), "none" marks nothing, and NAME[,NAME...] calls
+/// smp::set_tensor_parallelism on the modules of those dotted names ("fc1",
+/// "transformer.h.0"). The marks only act when tensor_parallel_degree > 1, at DistributedModel.
+template <class M, class Make>
+std::shared_ptr<M> build_model(const std::string& spec, Make make) {
+  if (spec == "all") {
+    smp::tensor_parallelism scope;
+    return make();
+  }
+  std::shared_ptr<M> net = make();
+  if (spec == "none") return net;
+  const auto modules = net->named_modules();
+  size_t start = 0;
+  while (start <= spec.size()) {
+    const size_t comma = std::min(spec.find(',', start), spec.size());
+    const std::string name = spec.substr(start, comma - start);
+    start = comma + 1;
+    auto it = std::find_if(modules.begin(), modules.end(),
+                           [&](const auto& m) { return !name.empty() && m.first == name; });
+    if (it == modules.end()) {
+      std::string known;
+      for (const auto& [n, m] : modules)
+        if (!n.empty() && n.find('.') == std::string::npos)
+          known += (known.empty() ? "" : ", ") + n;
+      throw UsageError("--tensor-parallelism: the model has no module named '" + name +
+                       "' (give all, none, or dotted module names such as " + known + ")");
+    }
+    smp::set_tensor_parallelism(*it->second, true);
+  }
+  return net;
+}
+
 /// Writes the full model (gathered from every pipeline partition, so every rank calls this)
 /// from rank 0.
 inline void save_model(const smp::DistributedModel& model, const std::string& path) {

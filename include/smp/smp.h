@@ -39,6 +39,8 @@
 #include <smp/parallel/config.h>
 #include <smp/parallel/distributed.h>
 #include <smp/parallel/partition.h>
+#include <smp/parallel/tensor_parallel.h>
+#include <smp/parallel/tp_transformer.h>
 #include <smp/parallel/runtime.h>
 #include <smp/parallel/step.h>
 #include <smp/parallel/topology.h>

@@ -271,12 +271,6 @@ Config Config::from_json(const nlohmann::json& params, const std::string& source
     r.bad(key, params.at(key), fmt::format("{}; {}", why, fix));
   };
   const std::string later = "is not supported yet by libsmp";
-  if (c.tensor_parallel_degree > 1)
-    refuse("tensor_parallel_degree", "tensor parallelism " + later + " (issue 13)",
-           "remove the key or set it to 1");
-  if (c.prescaled_batch)
-    refuse("prescaled_batch", "it applies to tensor parallelism, which " + later + " (issue 13)",
-           "remove the key or set it to false");
   if (c.fp16)
     refuse("fp16", "mixed precision " + later + " (issue 15)", "remove the key or set it to false");
   if (c.bf16)
@@ -311,7 +305,7 @@ Config Config::from_json(const nlohmann::json& params, const std::string& source
            "tensors, NCCL for CUDA tensors)",
            "remove the key");
 
-  // SMP's combination rules. The two below bind once issues 13 and 15 let these keys through;
+  // SMP's combination rules. The fp16/bf16 one binds once issue 15 lets these keys through;
   // SMP's ddp_port/ddp_dist_backend-need-ddp and ddp-with-horovod rules cannot apply to keys
   // that are refused outright.
   if (c.tensor_parallel_degree > 1 && !c.ddp)

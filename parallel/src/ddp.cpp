@@ -2,6 +2,7 @@
 #include <smp/engine/autograd.h>
 #include <smp/parallel/distributed.h>
 #include <smp/parallel/runtime.h>
+#include <smp/parallel/tensor_parallel.h>
 #include <smp/parallel/trace.h>
 
 #include <algorithm>
@@ -21,9 +22,11 @@ namespace detail {
 /// are launched strictly in order so every rank issues the same sequence of collectives.
 class GradReducer {
  public:
+  /// Averages over `comm`, then multiplies by `post_scale` (tensor parallelism's correction
+  /// for gradients that are sums over the TP group's samples).
   GradReducer(const std::vector<std::pair<std::string, Tensor>>& named, Communicator& comm,
-              const DistributedModelOptions& opts)
-      : comm_(comm), overlap_(opts.overlapping_allreduce) {
+              const DistributedModelOptions& opts, double post_scale = 1.0)
+      : comm_(comm), overlap_(opts.overlapping_allreduce), post_scale_(post_scale) {
     const double cap_bytes = std::max(1.0, opts.bucket_cap_mb * 1024.0 * 1024.0);
     // As PyTorch's DDP, the first bucket is capped at 1 MiB so that communication starts
     // early in backward instead of after a whole 25 MiB of gradients.
@@ -122,6 +125,7 @@ class GradReducer {
                         std::chrono::steady_clock::now(), -1, -1,
                         static_cast<int64_t>(b.flat.nbytes()));
       }
+      if (post_scale_ != 1.0) b.flat *= post_scale_;
       for (size_t i : b.slots) {
         Slot& s = slots_[i];
         Tensor avg = b.flat.narrow(0, s.offset, s.numel).view(s.param.sizes());
@@ -175,6 +179,7 @@ class GradReducer {
 
   Communicator& comm_;
   bool overlap_;
+  double post_scale_;
   std::vector<Slot> slots_;
   std::vector<Bucket> buckets_;
   double bucket_bytes_ = 0;
@@ -210,6 +215,46 @@ void broadcast_from_first(Communicator& c, const std::vector<Tensor>& tensors) {
 
 }  // namespace
 
+namespace detail {
+
+/// How a parameter's gradient is reduced over the data-parallel ranks.
+enum class GradGroup {
+  Replicated,  ///< averaged over DP_GROUP (plain data parallelism)
+  Sharded,     ///< parameters of distributed modules: over RDP_GROUP (see tp_post_scale)
+  SeqPartial,  ///< sequence-parallel partial sums: over DP_GROUP, then times tp (prescaled)
+};
+
+/// The group of every parameter of a distributed module (others are Replicated).
+std::map<const TensorImpl*, GradGroup> grad_groups(nn::Module& root) {
+  std::map<const TensorImpl*, GradGroup> out;
+  for (auto& m : root.modules()) {
+    auto* tpm = dynamic_cast<nn::TensorParallelModule*>(m.get());
+    if (tpm == nullptr) continue;
+    // Modules inside a distributed module (its layer norms, its projections) are parts of it.
+    for (auto& [n, p] : m->named_parameters(true)) out.emplace(p.unsafe_impl(), GradGroup::Sharded);
+    // Specs may name parameters of the module's own submodules ("ln_1.weight").
+    for (auto& [n, spec] : tpm->shard_specs())
+      if (spec.sequence_partial)
+        for (auto& [pn, p] : m->named_parameters(true))
+          if (pn == n) out[p.unsafe_impl()] = GradGroup::SeqPartial;
+  }
+  return out;
+}
+
+/// The parameters that hold a shard (differing over the TP group).
+std::set<const TensorImpl*> sharded_parameters(nn::Module& root) {
+  std::set<const TensorImpl*> out;
+  for (auto& m : root.modules())
+    if (auto* tpm = dynamic_cast<nn::TensorParallelModule*>(m.get()))
+      for (auto& [pn, p] : m->named_parameters(true)) {
+        auto it = tpm->shard_specs().find(pn);
+        if (it != tpm->shard_specs().end() && it->second.dim >= 0) out.insert(p.unsafe_impl());
+      }
+  return out;
+}
+
+}  // namespace detail
+
 DistributedModel::DistributedModel(std::shared_ptr<nn::Module> module,
                                    DistributedModelOptions options)
     : module_(std::move(module)),
@@ -219,23 +264,56 @@ DistributedModel::DistributedModel(std::shared_ptr<nn::Module> module,
   SMP_CHECK(options_.bucket_cap_mb > 0, "DistributedModel: bucket_cap_mb must be > 0, got {}",
             options_.bucket_cap_mb);
   if (!is_initialized()) return;
+  if (tp_size() > 1) module_ = detail::distribute_modules(module_);
   // With a pipeline the model splits at the first step; the reducer then covers only the
   // partition this rank holds.
   partitioned_ = pp_size() == 1;
   if (dp_size() > 1 || pp_size() > 1) guard_plain_backward();
   if (dp_size() == 1) return;
-  Communicator& dp = comm(CommGroup::DP_GROUP);
-  broadcast_from_first(dp, module_->parameters());
-  broadcast_from_first(dp, module_->buffers());
+  // Replicas start equal: shards of distributed modules differ over the TP group, so they are
+  // copied within the RDP group, everything else within the DP group.
+  const auto shards = detail::sharded_parameters(*module_);
+  std::vector<Tensor> replicated, sharded;
+  for (Tensor& p : module_->parameters())
+    (shards.count(p.unsafe_impl()) != 0 ? sharded : replicated).push_back(p);
+  broadcast_from_first(comm(CommGroup::DP_GROUP), replicated);
+  if (!sharded.empty() && rdp_size() > 1) broadcast_from_first(comm(CommGroup::RDP_GROUP), sharded);
+  broadcast_from_first(comm(CommGroup::DP_GROUP), module_->buffers());
   if (partitioned_) make_reducer(module_->named_parameters());
 }
 
 void DistributedModel::make_reducer(const std::vector<std::pair<std::string, Tensor>>& params) {
   if (!is_initialized() || dp_size() == 1) return;
-  reducer_ = std::make_shared<detail::GradReducer>(params, comm(CommGroup::DP_GROUP), options_);
-  reducer_->install_hooks(reducer_);
+  const auto groups = detail::grad_groups(*module_);
+  std::vector<std::pair<std::string, Tensor>> by_group[3];
+  for (const auto& np : params) {
+    auto it = groups.find(np.second.unsafe_impl());
+    const auto g = it == groups.end() ? detail::GradGroup::Replicated : it->second;
+    by_group[static_cast<int>(g)].push_back(np);
+  }
+  // Without prescaled_batch a distributed module computes on the samples of the whole TP group,
+  // so its gradients on every TP rank already sum over tp ranks' losses: averaging over RDP and
+  // dividing by tp gives the mean over the DP group's losses, as one process over the global
+  // batch. With prescaled_batch the TP ranks share one loss: the RDP average is the answer.
+  // Sequence-parallel partial sums are averaged over all of DP and, when prescaled, times tp.
+  const double tp = tp_size();
+  const bool prescaled = config().prescaled_batch;
+  struct Kind {
+    CommGroup group;
+    double scale;
+  };
+  const Kind kinds[3] = {{CommGroup::DP_GROUP, 1.0},
+                         {CommGroup::RDP_GROUP, prescaled ? 1.0 : 1.0 / tp},
+                         {CommGroup::DP_GROUP, prescaled ? tp : 1.0}};
   std::lock_guard<std::mutex> lock(detail::g_registry_mu);
-  detail::registry().insert(reducer_.get());
+  for (int i = 0; i < 3; ++i) {
+    if (by_group[i].empty()) continue;
+    auto r = std::make_shared<detail::GradReducer>(by_group[i], comm(kinds[i].group), options_,
+                                                   kinds[i].scale);
+    r->install_hooks(r);
+    detail::registry().insert(r.get());
+    reducers_.push_back(std::move(r));
+  }
 }
 
 // loss.backward() in place of model.backward(loss) would leave each data-parallel replica
@@ -266,9 +344,8 @@ void DistributedModel::guard_plain_backward() {
 }
 
 DistributedModel::~DistributedModel() {
-  if (!reducer_) return;
   std::lock_guard<std::mutex> lock(detail::g_registry_mu);
-  detail::registry().erase(reducer_.get());
+  for (auto& r : reducers_) detail::registry().erase(r.get());
 }
 
 void DistributedModel::before_forward() {
@@ -276,7 +353,7 @@ void DistributedModel::before_forward() {
             "DistributedModel: with pipeline_parallel_degree {} the model runs inside an "
             "smp::step function (each rank holds only its partition's parameters)",
             pp_size());
-  if (reducer_ && options_.broadcast_buffers && module_->is_training()) {
+  if (!reducers_.empty() && options_.broadcast_buffers && module_->is_training()) {
     std::vector<Tensor> bufs;
     for (Tensor& b : module_->buffers())
       if (!b.is_meta()) bufs.push_back(b);  // other partitions' buffers live elsewhere
@@ -337,28 +414,30 @@ void DistributedModel::backward(const std::vector<Tensor>& tensors,
     explicit Depth(std::atomic<int>& x) : d(x) { ++d; }
     ~Depth() { --d; }
   } depth(*backward_depth_);
-  if (!reducer_ || !last) {
+  if (reducers_.empty() || !last) {
     autograd::backward(tensors, g);
     return;
   }
-  reducer_->begin_backward();
+  for (auto& r : reducers_) r->begin_backward();
   try {
     autograd::backward(tensors, g);
   } catch (...) {
-    // Leave the reducer consistent; the caller's error will bring the job down.
-    reducer_->end_backward();
+    // Leave the reducers consistent; the caller's error will bring the job down.
+    for (auto& r : reducers_) r->end_backward();
     throw;
   }
-  reducer_->end_backward();
+  for (auto& r : reducers_) r->end_backward();
 }
 
 void DistributedModel::wait_for_gradients() {
-  if (reducer_) reducer_->wait();
+  for (auto& r : reducers_) r->wait();
 }
 
 std::vector<std::vector<std::string>> DistributedModel::bucket_layout() const {
-  if (!reducer_) return {};
-  return reducer_->layout();
+  std::vector<std::vector<std::string>> out;
+  for (auto& r : reducers_)
+    for (auto& b : r->layout()) out.push_back(std::move(b));
+  return out;
 }
 
 DistributedOptimizer::DistributedOptimizer(std::shared_ptr<optim::Optimizer> optimizer)

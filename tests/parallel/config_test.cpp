@@ -76,10 +76,21 @@ TEST(Config, DerivedDefaults) {
 }
 
 // The keys libsmp acts on, each set to a value other than its default and read back.
-const char* const kHonoured[] = {
-    "pipeline_parallel_degree", "partitions",     "microbatches",      "pipeline",      "optimize",
-    "placement_strategy",       "auto_partition", "default_partition", "memory_weight", "ddp",
-    "active_microbatches",      "comm_timeout",   "trace_dir"};
+const char* const kHonoured[] = {"pipeline_parallel_degree",
+                                 "partitions",
+                                 "microbatches",
+                                 "pipeline",
+                                 "optimize",
+                                 "placement_strategy",
+                                 "auto_partition",
+                                 "default_partition",
+                                 "memory_weight",
+                                 "ddp",
+                                 "active_microbatches",
+                                 "comm_timeout",
+                                 "trace_dir",
+                                 "tensor_parallel_degree",
+                                 "prescaled_batch"};
 
 // The keys libsmp parses but does not act on yet: each with a value other than SMP's default,
 // how the message shows it, and the words that say why it is refused.
@@ -91,14 +102,6 @@ struct Refused {
 };
 const std::vector<Refused>& refused() {
   static const std::vector<Refused> r = {
-      {"tensor_parallel_degree",
-       R"({"ddp": true, "tensor_parallel_degree": 2})",
-       "2",
-       {"tensor parallelism is not supported yet by libsmp (issue 13)", "set it to 1"}},
-      {"prescaled_batch",
-       R"({"ddp": true, "prescaled_batch": true})",
-       "true",
-       {"tensor parallelism, which is not supported yet by libsmp (issue 13)", "set it to false"}},
       {"fp16",
        R"({"ddp": true, "fp16": true})",
        "true",
@@ -216,9 +219,14 @@ TEST(Config, AcceptsDefaultsSpelledOut) {
 // The feature itself is missing, so that is what the message says, not the combination rule
 // SMP would report first (which would send the user to fix something that cannot help).
 TEST(Config, RefusalComesBeforeSmpsCombinationRules) {
+  // Tensor parallelism exists: SMP's rule that it needs ddp is what binds, and both its keys
+  // are accepted with ddp on.
   expect_rejected(R"({"tensor_parallel_degree": 2})",
-                  {"'tensor_parallel_degree' is 2", "not supported yet"});
-  EXPECT_EQ(error_of(R"({"tensor_parallel_degree": 2})").find("needs"), std::string::npos);
+                  {"'tensor_parallel_degree' is 2", "needs \"ddp\": true"});
+  const Config tp = Config::parse(R"({"ddp": true, "tensor_parallel_degree": 2,
+                                      "prescaled_batch": true})");
+  EXPECT_EQ(tp.tensor_parallel_degree, 2);
+  EXPECT_TRUE(tp.prescaled_batch);
   expect_rejected(R"({"ddp": true, "horovod": true})", {"'horovod' is true", "not supported"});
   expect_rejected(R"({"fp16": true, "bf16": true})", {"'fp16' is true", "not supported yet"});
   expect_rejected(R"({"ddp_port": 1234})", {"'ddp_port' is 1234", "not supported"});
@@ -256,13 +264,13 @@ TEST(Config, PartitionsIsAnAlias) {
 
 TEST(Config, TheDocumentedMessage) {
   try {
-    Config::parse(R"({"tensor_parallel_degree": 2})", "SM_HP_MP_PARAMETERS");
-    FAIL() << "accepted tp 2";
+    Config::parse(R"({"shard_optimizer_state": true})", "SM_HP_MP_PARAMETERS");
+    FAIL() << "accepted shard_optimizer_state";
   } catch (const ConfigError& e) {
     EXPECT_STREQ(e.what(),
-                 "smp config (SM_HP_MP_PARAMETERS): 'tensor_parallel_degree' is 2 but tensor "
-                 "parallelism is not supported yet by libsmp (issue 13); remove the key or set it "
-                 "to 1");
+                 "smp config (SM_HP_MP_PARAMETERS): 'shard_optimizer_state' is true but optimizer "
+                 "state sharding is not supported yet by libsmp (issue 15); remove the key or set "
+                 "it to false");
   }
 }
 

@@ -3,10 +3,12 @@
 #include <smp/engine/placement.h>
 #include <smp/parallel/partition.h>
 #include <smp/parallel/runtime.h>
+#include <smp/parallel/tensor_parallel.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "comm/backend.h"
@@ -323,6 +325,7 @@ std::vector<std::pair<std::string, Tensor>> DistributedModel::keep_local_tensors
   const int mine = pp_rank();
   tensor_partition_.clear();
   std::vector<std::pair<std::string, Tensor>> local;
+  std::set<const TensorImpl*> seen;  // a tied parameter is registered by two modules
   for (auto& [name, m] : module_->named_modules()) {
     const int p = module_partition_.at(m.get());
     const std::string prefix = name.empty() ? "" : name + ".";
@@ -333,7 +336,7 @@ std::vector<std::pair<std::string, Tensor>> DistributedModel::keep_local_tensors
         continue;
       }
       detail::set_held_by(t, p);
-      local.emplace_back(prefix + n, t);
+      if (seen.insert(t.unsafe_impl()).second) local.emplace_back(prefix + n, t);
     }
     for (auto& [n, t] : m->named_buffers(false)) {
       tensor_partition_[prefix + n] = p;
@@ -378,23 +381,80 @@ nn::StateDict DistributedModel::local_state_dict() const {
   return out;
 }
 
+namespace {
+
+/// state_dict key -> layout of every tensor-parallel shard in `root`'s tree.
+std::map<std::string, nn::ShardSpec> shard_keys(nn::Module& root) {
+  std::map<std::string, nn::ShardSpec> out;
+  for (auto& [name, m] : root.named_modules()) {
+    auto* tpm = dynamic_cast<nn::TensorParallelModule*>(m.get());
+    if (tpm == nullptr) continue;
+    const std::string prefix = name.empty() ? "" : name + ".";
+    for (auto& [n, spec] : tpm->shard_specs())
+      if (spec.dim >= 0) out[prefix + n] = spec;
+  }
+  return out;
+}
+
+/// The full tensor from every TP rank's shard (all ranks of the TP group call it together).
+Tensor gather_shards(const Tensor& shard, const nn::ShardSpec& spec) {
+  Communicator& c = comm(CommGroup::TP_GROUP);
+  Tensor in = shard.contiguous();
+  std::vector<Tensor> parts;
+  for (int i = 0; i < c.size(); ++i) parts.push_back(empty(in.sizes(), TensorOptions(in.dtype())));
+  c.allgather(in, parts)->wait();
+  if (spec.blocks == 1) return cat(parts, spec.dim);
+  // Rank r holds part r of each block: the full tensor is block 0 of every rank, then block 1...
+  std::vector<std::vector<Tensor>> pieces;
+  for (const Tensor& p : parts) pieces.push_back(p.chunk(spec.blocks, spec.dim));
+  std::vector<Tensor> ordered;
+  for (int b = 0; b < spec.blocks; ++b)
+    for (auto& per_rank : pieces) ordered.push_back(per_rank[static_cast<size_t>(b)]);
+  return cat(ordered, spec.dim);
+}
+
+}  // namespace
+
 nn::StateDict DistributedModel::state_dict() const {
   nn::StateDict sd = module_->state_dict();
-  if (tensor_partition_.empty()) return sd;
+  const auto shards = is_initialized() && tp_size() > 1 ? shard_keys(*module_)
+                                                        : std::map<std::string, nn::ShardSpec>{};
+  if (tensor_partition_.empty() && shards.empty()) return sd;
   detail::CallScope scope("DistributedModel::state_dict");
-  Communicator& pp = comm(CommGroup::PP_GROUP);
+  NoGradGuard no_grad;
   const int mine = pp_rank();
-  // Every rank walks the keys in the same (sorted) order, so the broadcasts pair up.
+  // Every rank walks the keys in the same (sorted) order, so the collectives pair up: shards
+  // are gathered within the TP group of the stage holding them, then sent over the pipeline.
   for (auto& [k, v] : sd) {
-    const int owner = tensor_partition_.at(k);
-    Tensor t = owner == mine ? v.contiguous().clone() : empty(v.sizes(), TensorOptions(v.dtype()));
-    pp.broadcast(t, owner)->wait();
+    auto spec = shards.find(k);
+    auto part = tensor_partition_.find(k);
+    const int owner = part == tensor_partition_.end() ? mine : part->second;
+    Tensor t;
+    if (owner == mine)
+      t = spec == shards.end() ? v.contiguous().clone() : gather_shards(v, spec->second);
+    else
+      t = empty(
+          spec == shards.end() ? v.sizes() : detail::full_shape(v.sizes(), spec->second, tp_size()),
+          TensorOptions(v.dtype()));
+    if (!tensor_partition_.empty()) comm(CommGroup::PP_GROUP).broadcast(t, owner)->wait();
     v = t;
   }
   return sd;
 }
 
-void DistributedModel::load_state_dict(const nn::StateDict& sd, bool strict) {
+void DistributedModel::load_state_dict(const nn::StateDict& given, bool strict) {
+  nn::StateDict sd = given;
+  if (is_initialized() && tp_size() > 1) {
+    // A full-shape value of a sharded parameter is sliced to this rank's shard.
+    const nn::StateDict current = module_->state_dict();
+    for (auto& [k, spec] : shard_keys(*module_)) {
+      auto it = sd.find(k);
+      auto cur = current.find(k);
+      if (it == sd.end() || cur == current.end()) continue;
+      if (it->second.sizes() == detail::full_shape(cur->second.sizes(), spec, tp_size()))
+        it->second = detail::shard_of(it->second, spec, tp_size(), tp_rank());
+    }
+  }
   if (tensor_partition_.empty()) {
     module_->load_state_dict(sd, strict);
     return;

@@ -40,11 +40,14 @@ void partition_model(DistributedModel& model, const Tensor& example);
 struct PipelineState;
 }  // namespace detail
 
-/// Wraps the one model of a program. With dp_size() > 1 it broadcasts parameters and buffers
-/// from the first rank of each DP group, and during backward() averages gradients over the
-/// DP group in buckets whose allreduces overlap the rest of backward. With
-/// pipeline_parallel_degree > 1 the first smp::step splits the module tree into partitions:
-/// each rank keeps real parameters for its own partition only (the rest become meta).
+/// Wraps the one model of a program. With tensor_parallel_degree > 1 it first replaces the
+/// modules marked for tensor parallelism by their distributed versions (tensor_parallel.h).
+/// With dp_size() > 1 it broadcasts parameters and buffers from the first rank of each DP
+/// group (RDP group for tensor-parallel shards), and during backward() averages gradients over
+/// the DP group (RDP group for the parameters of distributed modules) in buckets whose
+/// allreduces overlap the rest of backward. With pipeline_parallel_degree > 1 the first
+/// smp::step splits the module tree into partitions: each rank keeps real parameters for its
+/// own partition only (the rest become meta).
 class DistributedModel {
  public:
   explicit DistributedModel(std::shared_ptr<nn::Module> module,
@@ -92,13 +95,16 @@ class DistributedModel {
   void eval() { module_->train(false); }
   void zero_grad(bool set_to_none = true) { module_->zero_grad(set_to_none); }
 
-  /// Full model with PyTorch's names. Once partitioned, every tensor is sent from the
-  /// partition holding it, so all ranks of a pipeline group must call it together.
+  /// Full model with PyTorch's names and full shapes. Tensor-parallel shards are gathered over
+  /// the TP group; once partitioned, every tensor is sent from the partition holding it. So
+  /// all ranks of a model-parallel group (pipeline x tensor) must call it together.
   nn::StateDict state_dict() const;
-  /// The entries held by this rank.
+  /// The entries held by this rank, tensor-parallel parameters as this rank's shards.
   nn::StateDict local_state_dict() const;
   /// Loads values; once partitioned only this rank's entries are used (the others are
-  /// accepted and skipped), so a full state_dict loads on every rank.
+  /// accepted and skipped), so a full state_dict loads on every rank. A full-shape value of a
+  /// tensor-parallel parameter is sliced to this rank's shard; a shard-shape value loads as is
+  /// (a local_state_dict of the same rank).
   void load_state_dict(const nn::StateDict& sd, bool strict = true);
 
   const DistributedModelOptions& options() const { return options_; }
@@ -130,7 +136,9 @@ class DistributedModel {
 
   std::shared_ptr<nn::Module> module_;
   DistributedModelOptions options_;
-  std::shared_ptr<detail::GradReducer> reducer_;  // null when dp_size() == 1
+  /// One per kind of reduction (DP_GROUP; RDP_GROUP for tensor-parallel shards; ...); empty
+  /// when dp_size() == 1.
+  std::vector<std::shared_ptr<detail::GradReducer>> reducers_;
   /// Number of backward() calls running autograd now (a pipeline's tasks may overlap).
   std::shared_ptr<std::atomic<int>> backward_depth_ = std::make_shared<std::atomic<int>>(0);
   StepState step_;

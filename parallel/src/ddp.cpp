@@ -1,4 +1,5 @@
 // Data parallelism: gradient buckets reduced over the DP group while backward runs.
+#include <fmt/ranges.h>
 #include <smp/engine/autograd.h>
 #include <smp/parallel/distributed.h>
 #include <smp/parallel/runtime.h>
@@ -264,7 +265,12 @@ DistributedModel::DistributedModel(std::shared_ptr<nn::Module> module,
   SMP_CHECK(options_.bucket_cap_mb > 0, "DistributedModel: bucket_cap_mb must be > 0, got {}",
             options_.bucket_cap_mb);
   if (!is_initialized()) return;
-  if (tp_size() > 1) module_ = detail::distribute_modules(module_);
+  if (tp_size() > 1) {
+    module_ = detail::distribute_modules(module_);
+    for (auto& m : module_->modules())
+      if (dynamic_cast<nn::TensorParallelModule*>(m.get()) != nullptr)
+        gathers_tp_batches_ = !config().prescaled_batch;
+  }
   // With a pipeline the model splits at the first step; the reducer then covers only the
   // partition this rank holds.
   partitioned_ = pp_size() == 1;
@@ -348,11 +354,12 @@ DistributedModel::~DistributedModel() {
   for (auto& r : reducers_) detail::registry().erase(r.get());
 }
 
-void DistributedModel::before_forward() {
+void DistributedModel::before_forward(const Tensor& x) {
   SMP_CHECK(!is_initialized() || pp_size() == 1 || step_.active,
             "DistributedModel: with pipeline_parallel_degree {} the model runs inside an "
             "smp::step function (each rank holds only its partition's parameters)",
             pp_size());
+  if (gathers_tp_batches_) check_tp_batch_sizes(x);
   if (!reducers_.empty() && options_.broadcast_buffers && module_->is_training()) {
     std::vector<Tensor> bufs;
     for (Tensor& b : module_->buffers())
@@ -361,13 +368,34 @@ void DistributedModel::before_forward() {
   }
 }
 
+// Distributed modules without prescaled_batch gather the rows of the whole TP group; a rank
+// with a different batch size would receive truncated or misread rows (MPI reports the
+// truncation on one side only), so the sizes are compared first, one small allgather per call.
+void DistributedModel::check_tp_batch_sizes(const Tensor& x) {
+  const int64_t rows = x.defined() && x.dim() > 0 ? x.size(0) : -1;
+  const std::vector<nlohmann::json> all = allgather(nlohmann::json(rows), CommGroup::TP_GROUP);
+  std::string sizes;
+  bool same = true;
+  for (const auto& r : all) {
+    sizes += (sizes.empty() ? "" : ", ") + r.dump();
+    same = same && r.get<int64_t>() == rows;
+  }
+  if (!same)
+    throw Error(fmt::format(
+        "DistributedModel: with tensor parallelism and prescaled_batch false each distributed "
+        "module works on the samples of the whole TP group, so its ranks need batches of one "
+        "size; the ranks of TP_GROUP {} bring {} rows (dimension 0 of the input). Give every "
+        "rank the same batch size (drop the short last batch), or set prescaled_batch",
+        fmt::join(get_tp_group(), ", "), sizes));
+}
+
 Tensor DistributedModel::operator()(const Tensor& x) {
-  before_forward();
+  before_forward(x);
   return (*module_)(x);
 }
 
 Tensor DistributedModel::operator()(const Tensor& x, const Tensor& y) {
-  before_forward();
+  before_forward(x);
   return (*module_)(x, y);
 }
 

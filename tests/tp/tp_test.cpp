@@ -285,6 +285,25 @@ TEST(TensorParallelErrors, OldHandlesCallTheReplacement) {
   EXPECT_NE(dynamic_cast<smp::nn::DistributedLinear*>(old_fc1->replacement().get()), nullptr);
 }
 
+// Without prescaled_batch a distributed module gathers the rows of the whole TP group: a rank
+// with a different batch size is an error on every rank of the group, before any rows move
+// (MPI would report the truncation on one side only and hand the other misread rows).
+TEST(TensorParallelErrors, UnequalBatchesInATpGroupAreAnError) {
+  if (smp::config().prescaled_batch || smp::pp_size() > 1)
+    GTEST_SKIP() << "the default batch mode, outside a pipeline";
+  auto net = build("fc1", 46);
+  smp::DistributedModel model(net);
+  const Tensor x = smp::randn({2 + smp::tp_rank(), 1, 28, 28});
+  try {
+    model(x);
+    ADD_FAILURE() << "batches of different sizes were accepted";
+  } catch (const smp::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bring 2, 3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("prescaled_batch"), std::string::npos) << msg;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Marking, TensorParallel, ::testing::Values("all", "fc1"),
                          [](const auto& info) { return info.param; });
 

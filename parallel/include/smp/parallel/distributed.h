@@ -125,9 +125,11 @@ class DistributedModel {
   };
 
   void make_reducer(const std::vector<std::pair<std::string, Tensor>>& params);
-  /// What every forward call does first: refuses a pipelined model outside smp::step and
-  /// broadcasts the buffers over the DP group.
-  void before_forward();
+  /// What every forward call does first: refuses a pipelined model outside smp::step,
+  /// checks that the TP group's batches (dimension 0 of `x`) have one size when distributed
+  /// modules gather them, and broadcasts the buffers over the DP group.
+  void before_forward(const Tensor& x);
+  void check_tp_batch_sizes(const Tensor& x);
   /// After partitioning: turns the tensors of other partitions into meta shells, records
   /// where each state_dict key lives, and returns this rank's parameters by name.
   std::vector<std::pair<std::string, Tensor>> keep_local_tensors();
@@ -143,6 +145,8 @@ class DistributedModel {
   std::shared_ptr<std::atomic<int>> backward_depth_ = std::make_shared<std::atomic<int>>(0);
   StepState step_;
   bool partitioned_ = true;
+  /// Distributed modules gather the batches of the TP group (tp > 1, prescaled_batch false).
+  bool gathers_tp_batches_ = false;
   /// Partition of every module (pipeline), and of the modules that own parameters/buffers.
   std::map<const nn::Module*, int> module_partition_;
   std::vector<std::pair<std::string, int>> assignment_names_;

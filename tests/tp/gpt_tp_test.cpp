@@ -223,4 +223,40 @@ TEST(GptTensorParallelComm, ATransformerLayerIssuesMegatronsCollectives) {
   }
 }
 
+// Dropout inside a distributed layer (docs/tensor-parallel.md): the replicated regions draw
+// the same mask on every rank of the TP group, so the layer's output (replicated with
+// prescaled_batch) is bit for bit the same on every rank; the sharded attention dropout keeps
+// each rank's slice of one mask, so the generators stay in step for the next call too.
+TEST(GptTensorParallelDropout, ReplicatedRegionsDrawTheSameMaskOnEveryRank) {
+  if (!smp::config().prescaled_batch || smp::pp_size() > 1)
+    GTEST_SKIP() << "needs prescaled_batch (a replicated output), no pipeline";
+  GPTConfig c = small();
+  c.dropout = 0.3;
+  smp::manual_seed(65);
+  std::shared_ptr<smp::nn::Sequential> net;
+  {
+    smp::tensor_parallelism scope;
+    net = std::make_shared<smp::nn::Sequential>();
+    net->push_back(std::make_shared<smp::nn::TransformerLayer>(c));
+  }
+  smp::DistributedModel model(net);
+  model.train();
+  smp::manual_seed(66);
+  const Tensor x = smp::randn({kSeqs, kT, 32});
+  for (int call = 0; call < 2; ++call) {
+    smp::NoGradGuard no_grad;
+    Tensor y = model(x).contiguous();
+    std::vector<Tensor> all;
+    for (int i = 0; i < smp::tp_size(); ++i) all.push_back(smp::empty_like(y));
+    smp::comm(smp::CommGroup::TP_GROUP).allgather(y, all)->wait();
+    for (int i = 1; i < smp::tp_size(); ++i)
+      EXPECT_EQ(smp::test::max_abs_diff(all[static_cast<size_t>(i)], all[0]), 0)
+          << "call " << call << ": TP rank " << i << " dropped other elements";
+    // Dropout did act: without it the output differs.
+    model.eval();
+    EXPECT_GT(smp::test::max_abs_diff(model(x), y), 0);
+    model.train();
+  }
+}
+
 }  // namespace

@@ -11,15 +11,17 @@
 #include "gradcheck.h"
 #include "tolerance.h"
 #include "tp/collectives.h"
+#include "tp_test_util.h"
 
 namespace {
 
 using smp::Tensor;
 using smp::nn::GPT;
 using smp::nn::GPTConfig;
-
-int data_rank() { return smp::config().prescaled_batch ? smp::rdp_rank() : smp::dp_rank(); }
-int data_ranks() { return smp::config().prescaled_batch ? smp::rdp_size() : smp::dp_size(); }
+using smp::test::data_rank;
+using smp::test::data_ranks;
+using smp::test::local_part;
+using smp::test::shards_of;
 
 GPTConfig small() {
   GPTConfig c;
@@ -51,22 +53,6 @@ std::shared_ptr<GPT> build(const std::string& marking, uint64_t seed) {
   auto net = std::make_shared<GPT>(small());
   if (marking == "layers") smp::set_tensor_parallelism((*net->transformer)["h"], true);
   return net;
-}
-
-std::map<std::string, smp::nn::ShardSpec> shards_of(smp::nn::Module& root) {
-  std::map<std::string, smp::nn::ShardSpec> out;
-  for (auto& [name, m] : root.named_modules())
-    if (auto* t = dynamic_cast<smp::nn::TensorParallelModule*>(m.get()))
-      for (auto& [n, spec] : t->shard_specs())
-        if (spec.dim >= 0) out[(name.empty() ? "" : name + ".") + n] = spec;
-  return out;
-}
-
-Tensor local_part(const Tensor& full, const std::string& name,
-                  const std::map<std::string, smp::nn::ShardSpec>& shards) {
-  auto it = shards.find(name);
-  if (it == shards.end()) return full;
-  return smp::detail::shard_of(full, it->second, smp::tp_size(), smp::tp_rank());
 }
 
 auto make_train_step() {
@@ -128,7 +114,6 @@ TEST_P(GptTensorParallel, OneStepGradientsAndTwentyStepsEqualOneProcess) {
   smp::DistributedModel model(net);
   smp::DistributedOptimizer opt(std::make_shared<smp::optim::SGD>(
       model.parameters(), smp::optim::SGDOptions(0.1).momentum(0.9)));
-  const auto shards = shards_of(model.module());
   auto train_step = make_train_step();
   for (int step = 0; step < 20; ++step) {
     std::vector<Tensor> xs, ys;
@@ -144,30 +129,12 @@ TEST_P(GptTensorParallel, OneStepGradientsAndTwentyStepsEqualOneProcess) {
     opt.zero_grad();
     train_step(model, xs[static_cast<size_t>(data_rank())], ys[static_cast<size_t>(data_rank())]);
     model.wait_for_gradients();
-    if (step == 0) {
-      const auto rp = ref->named_parameters();
-      for (auto& [k, v] : model.module().named_parameters()) {
-        if (v.is_meta()) continue;
-        const Tensor* want = nullptr;
-        for (auto& [rk, rv] : rp)
-          if (rk == k) want = &rv;
-        ASSERT_NE(want, nullptr) << k;
-        ASSERT_TRUE(v.grad().defined()) << k;
-        const std::string msg =
-            smp::test::float32_close(v.grad(), local_part(want->grad(), k, shards), one_step_rel());
-        EXPECT_TRUE(msg.empty()) << k << ": " << msg;
-      }
-    }
+    if (step == 0) smp::test::expect_gradients_match(model, *ref, one_step_rel());
     ref_opt.step();
     opt.step();
   }
-  const double rel = 210 * one_step_rel();
-  auto sd = model.state_dict();
-  auto rsd = ref->state_dict();
-  for (auto& [k, v] : sd) {
-    const std::string msg = smp::test::float32_close(v, rsd.at(k), rel);
-    EXPECT_TRUE(msg.empty()) << k << ": " << msg;
-  }
+  // 20 steps: each step's error enters every later one, K(K+1)/2 = 210 of one step's bound.
+  smp::test::expect_weights_match(model, *ref, 210 * one_step_rel());
 }
 
 INSTANTIATE_TEST_SUITE_P(Marking, GptTensorParallel, ::testing::Values("all", "layers"),

@@ -12,16 +12,16 @@
 #include "gradcheck.h"
 #include "tolerance.h"
 #include "tp/collectives.h"
+#include "tp_test_util.h"
 
 namespace {
 
 using smp::Tensor;
 using smp::nn::MnistNet;
-
-// Ranks that read their own batch: every DP rank, or with prescaled_batch the RDP ranks (the
-// ranks of a TP group then share one batch).
-int data_rank() { return smp::config().prescaled_batch ? smp::rdp_rank() : smp::dp_rank(); }
-int data_ranks() { return smp::config().prescaled_batch ? smp::rdp_size() : smp::dp_size(); }
+using smp::test::data_rank;
+using smp::test::data_ranks;
+using smp::test::local_part;
+using smp::test::shards_of;
 
 constexpr int64_t kRows = 4;
 
@@ -41,23 +41,6 @@ std::shared_ptr<MnistNet> build(const std::string& marking, uint64_t seed) {
   auto net = std::make_shared<MnistNet>(false);
   if (marking == "fc1") smp::set_tensor_parallelism(net->fc1, true);
   return net;
-}
-
-/// Layout of each parameter of the wrapped model by name (replicated ones absent).
-std::map<std::string, smp::nn::ShardSpec> shards_of(smp::nn::Module& root) {
-  std::map<std::string, smp::nn::ShardSpec> out;
-  for (auto& [name, m] : root.named_modules())
-    if (auto* t = dynamic_cast<smp::nn::TensorParallelModule*>(m.get()))
-      for (auto& [n, spec] : t->shard_specs())
-        if (spec.dim >= 0) out[(name.empty() ? "" : name + ".") + n] = spec;
-  return out;
-}
-
-Tensor local_part(const Tensor& full, const std::string& name,
-                  const std::map<std::string, smp::nn::ShardSpec>& shards) {
-  auto it = shards.find(name);
-  if (it == shards.end()) return full;
-  return smp::detail::shard_of(full, it->second, smp::tp_size(), smp::tp_rank());
 }
 
 auto make_train_step() {
@@ -138,25 +121,10 @@ TEST_P(TensorParallel, OneStepGradientsEqualOneProcess) {
   smp::nll_loss((*ref)(smp::cat(xs)), smp::cat(ys)).backward();
 
   smp::DistributedModel model(net);
-  const auto shards = shards_of(model.module());
   auto train_step = make_train_step();
   train_step(model, xs[static_cast<size_t>(data_rank())], ys[static_cast<size_t>(data_rank())]);
   model.wait_for_gradients();
-  const auto rp = ref->named_parameters();
-  int checked = 0;
-  for (auto& [k, v] : model.module().named_parameters()) {
-    if (v.is_meta()) continue;
-    const Tensor* want = nullptr;
-    for (auto& [rk, rv] : rp)
-      if (rk == k) want = &rv;
-    ASSERT_NE(want, nullptr) << k;
-    ASSERT_TRUE(v.grad().defined()) << k;
-    const std::string msg =
-        smp::test::float32_close(v.grad(), local_part(want->grad(), k, shards), one_step_rel());
-    EXPECT_TRUE(msg.empty()) << k << ": " << msg;
-    ++checked;
-  }
-  EXPECT_GT(checked, 0);
+  smp::test::expect_gradients_match(model, *ref, one_step_rel());
 }
 
 TEST_P(TensorParallel, TwentySgdStepsMatchOneProcess) {
@@ -184,13 +152,7 @@ TEST_P(TensorParallel, TwentySgdStepsMatchOneProcess) {
   // 20 steps: each step's error enters every later one, K(K+1)/2 = 210 of one step's bound
   // relative to the change from the start (tests/CMakeLists.txt's SMP_TEST_MNIST_SGD20_REL
   // argument), here relative to the weights' RMS with the change ~ the weights themselves.
-  const double rel = 210 * one_step_rel();
-  auto sd = model.state_dict();
-  auto rsd = ref->state_dict();
-  for (auto& [k, v] : sd) {
-    const std::string msg = smp::test::float32_close(v, rsd.at(k), rel);
-    EXPECT_TRUE(msg.empty()) << k << ": " << msg;
-  }
+  smp::test::expect_weights_match(model, *ref, 210 * one_step_rel());
 }
 
 // A module named by set_tensor_parallelism that cannot be distributed stops the program on

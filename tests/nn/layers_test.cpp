@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "error_of.h"
 #include "gradcheck.h"
 
 using namespace smp;
@@ -12,14 +13,7 @@ using smp::test::randd;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using smp::test::error_of;
 
 double max_abs(const Tensor& t) { return t.abs().max().item().to<double>(); }
 double mean_of(const Tensor& t) { return t.to(kFloat64).mean().item().to<double>(); }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "error_of.h"
 #include "gradcheck.h"
 
 using namespace smp;
@@ -13,14 +14,7 @@ using namespace smp::nn;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using smp::test::error_of;
 
 std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tensor>>& v) {
   std::vector<std::string> out;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "gradcheck.h"
 #include "tolerance.h"
 
@@ -21,14 +22,7 @@ using smp::test::Float32Path;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using smp::test::error_of;
 
 GPTConfig tiny() {
   GPTConfig c;

@@ -2,6 +2,7 @@
 #include <smp/engine/random.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 
@@ -27,6 +28,65 @@ std::pair<uint64_t, uint64_t> Generator::reserve(uint64_t blocks) {
   uint64_t first = offset_;
   offset_ += blocks;
   return {seed_, first};
+}
+
+namespace {
+constexpr uint32_t kStateMagic = 0x534d5052;  // "SMPR", version 1 of the layout below
+template <class T>
+void put(std::vector<uint8_t>& out, const T& v) {
+  const size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
+}
+template <class T>
+T take(const std::vector<uint8_t>& in, size_t& at) {
+  SMP_CHECK(at + sizeof(T) <= in.size(), "Generator::set_state: the state is truncated ({} bytes)",
+            in.size());
+  T v;
+  std::memcpy(&v, in.data() + at, sizeof(T));
+  at += sizeof(T);
+  return v;
+}
+}  // namespace
+
+// Layout: magic, kind, seed, offset, index, has-normal, normal, the 624 mt19937 words
+// (host byte order: states move between ranks of one job, and hosts share it).
+std::vector<uint8_t> Generator::get_state() {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<uint8_t> out;
+  out.reserve(64 + sizeof(state_));
+  put(out, kStateMagic);
+  put(out, static_cast<uint32_t>(kind_));
+  put(out, seed_);
+  put(out, offset_);
+  put(out, static_cast<int32_t>(index_));
+  put(out, static_cast<uint8_t>(next_normal_.has_value()));
+  put(out, next_normal_.value_or(0.0));
+  for (uint32_t w : state_) put(out, w);
+  return out;
+}
+
+void Generator::set_state(const std::vector<uint8_t>& in) {
+  size_t at = 0;
+  SMP_CHECK(take<uint32_t>(in, at) == kStateMagic,
+            "Generator::set_state: these bytes are not a generator state from get_state");
+  const auto kind = static_cast<Kind>(take<uint32_t>(in, at));
+  SMP_CHECK(kind == kind_, "Generator::set_state: the state is of a {} generator, this one is {}",
+            kind == Kind::kMT19937 ? "mt19937" : "Philox",
+            kind_ == Kind::kMT19937 ? "mt19937" : "Philox");
+  const auto seed = take<uint64_t>(in, at);
+  const auto offset = take<uint64_t>(in, at);
+  const auto index = take<int32_t>(in, at);
+  const auto has_normal = take<uint8_t>(in, at);
+  const auto normal = take<double>(in, at);
+  SMP_CHECK(index >= 0 && index <= kStateWords && in.size() == at + sizeof(state_),
+            "Generator::set_state: the state is malformed ({} bytes)", in.size());
+  std::lock_guard<std::mutex> g(mu_);
+  seed_ = seed;
+  offset_ = offset;
+  index_ = index;
+  next_normal_ = has_normal ? std::optional<double>(normal) : std::nullopt;
+  std::memcpy(state_, in.data() + at, sizeof(state_));
 }
 
 // The three loops are split where the recurrence's partner word (i + 397 mod 624) wraps, so

@@ -42,6 +42,13 @@ class Generator {
   /// Philox: blocks used so far.
   uint64_t offset() const { return offset_; }
 
+  /// The whole state as bytes (torch's get_state): kind, seed, Philox offset, the mt19937 words
+  /// and position, and the cached normal sample; set_state of them continues the stream
+  /// exactly where it was (a checkpoint's resume).
+  std::vector<uint8_t> get_state();
+  /// Throws smp::Error for bytes that get_state of a generator of this kind did not make.
+  void set_state(const std::vector<uint8_t>& state);
+
   // ---- mt19937; every call below needs mutex() held -----------------------------------
   std::mutex& mutex() { return mu_; }
   /// The next 32-bit output (torch's generator->random()).

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "comm/backend.h"
+#include "models.h"
 #include "pipeline/executor.h"
 #include "pipeline/pipeline.h"
 
@@ -196,7 +197,27 @@ std::set<GradReducer*>& registry() {
   static std::set<GradReducer*> r;
   return r;
 }
+std::mutex g_models_mu;
+std::set<DistributedModel*>& models() {
+  static std::set<DistributedModel*> m;
+  return m;
+}
 }  // namespace
+
+LiveModel::LiveModel(DistributedModel* m) : m_(m) {
+  std::lock_guard<std::mutex> lock(g_models_mu);
+  models().insert(m_);
+}
+
+LiveModel::~LiveModel() {
+  std::lock_guard<std::mutex> lock(g_models_mu);
+  models().erase(m_);
+}
+
+std::vector<DistributedModel*> live_models() {
+  std::lock_guard<std::mutex> lock(g_models_mu);
+  return {models().begin(), models().end()};
+}
 
 }  // namespace detail
 
@@ -474,6 +495,7 @@ DistributedOptimizer::DistributedOptimizer(std::shared_ptr<optim::Optimizer> opt
 }
 
 void DistributedOptimizer::step() {
+  apply_pending();
   {
     std::lock_guard<std::mutex> lock(detail::g_registry_mu);
     for (detail::GradReducer* r : detail::registry()) r->wait();

@@ -133,3 +133,55 @@ TEST(DDP, BackwardTwiceWithoutStepIsAnError) {
 }
 
 }  // namespace
+
+// Without a pipeline the model is partitioned from construction: a post-partition hook runs
+// at once (it used to wait for a partitioning that never comes, and state loaded there was
+// silently lost).
+TEST(DDP, PostPartitionHookRunsAtOnceWithoutPipeline) {
+  if (smp::pp_size() > 1) GTEST_SKIP() << "no pipeline";
+  smp::DistributedModel model(std::make_shared<smp::nn::Linear>(3, 2));
+  int called = 0;
+  model.register_post_partition_hook([&](smp::DistributedModel& m) {
+    ++called;
+    EXPECT_TRUE(m.partitioned());
+  });
+  EXPECT_EQ(called, 1);
+}
+
+// DistributedOptimizer's state dicts are keyed by parameter name, hold real tensors only,
+// and load back into a fresh optimizer, which then continues exactly as the original.
+TEST(DDP, OptimizerStateByParameterNameRoundTrips) {
+  smp::manual_seed(31);
+  auto net = std::make_shared<smp::nn::Sequential>();
+  net->push_back(std::make_shared<smp::nn::Linear>(3, 4));
+  net->push_back(std::make_shared<smp::nn::Linear>(4, 2));
+  smp::DistributedModel model(net);
+  smp::DistributedOptimizer opt(
+      std::make_shared<smp::optim::Adam>(model.parameters(), smp::optim::AdamOptions(0.01)));
+  auto step = [&](smp::DistributedOptimizer& o) {
+    smp::manual_seed(32);
+    o.zero_grad();
+    model.backward(model(smp::randn({4, 3})).square().mean());
+    o.step();
+  };
+  step(opt);
+  const auto sd = opt.state_dict();
+  EXPECT_TRUE(sd.count("state.0.weight.exp_avg") && sd.count("state.1.bias.exp_avg_sq") &&
+              sd.count("state.0.weight.step") && sd.count("param_groups.0.lr"));
+  for (auto& [k, v] : opt.local_state_dict()) EXPECT_FALSE(v.is_meta()) << k;
+  auto copy = [](smp::nn::StateDict sd) {  // state_dict() shares storage with the model
+    for (auto& [k, v] : sd) v = v.clone();
+    return sd;
+  };
+  const auto weights = copy(model.state_dict());
+  smp::DistributedOptimizer other(
+      std::make_shared<smp::optim::Adam>(model.parameters(), smp::optim::AdamOptions(0.5)));
+  other.load_state_dict(sd);
+  EXPECT_DOUBLE_EQ(other.optimizer().lr(), 0.01);
+  step(other);
+  const auto after_other = copy(model.state_dict());
+  model.load_state_dict(weights);
+  step(opt);
+  for (auto& [k, v] : model.state_dict())
+    EXPECT_EQ(smp::test::max_abs_diff(v, after_other.at(k)), 0) << k;
+}

@@ -367,7 +367,8 @@ std::vector<std::shared_ptr<nn::Module>> DistributedModel::local_modules() const
 }
 
 void DistributedModel::register_post_partition_hook(std::function<void(DistributedModel&)> hook) {
-  if (partitioned_ && !assignment_names_.empty()) {
+  // Partitioned already (pp = 1 is from construction): run it now, as SMP does.
+  if (partitioned_) {
     hook(*this);
     return;
   }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,19 @@ void partition_model(DistributedModel& model, const Tensor& example);
 
 /// What the pipeline knows about one model (parallel/src/pipeline/pipeline.h).
 struct PipelineState;
+
+/// Lists a DistributedModel among the live ones while it exists, also when its constructor
+/// throws (as a member, it is destroyed then).
+class LiveModel {
+ public:
+  explicit LiveModel(DistributedModel* m);
+  ~LiveModel();
+  LiveModel(const LiveModel&) = delete;
+  LiveModel& operator=(const LiveModel&) = delete;
+
+ private:
+  DistributedModel* m_;
+};
 }  // namespace detail
 
 /// Wraps the one model of a program. With tensor_parallel_degree > 1 it first replaces the
@@ -153,24 +167,43 @@ class DistributedModel {
   std::map<std::string, int> tensor_partition_;  ///< state_dict key -> partition holding it
   std::unique_ptr<detail::PipelineState> pipeline_;
   std::vector<std::function<void(DistributedModel&)>> post_partition_hooks_;
+  detail::LiveModel live_{this};
 };
 
 /// Wraps an optimizer: step() first waits for the gradient reductions of every live
-/// DistributedModel, then updates. Everything else passes through.
+/// DistributedModel, then updates. Its state dicts are keyed by parameter name, so they move
+/// between pipeline, tensor and data-parallel layouts:
+///   "state.<parameter name>.<buffer>" (momentum_buffer, exp_avg, ...),
+///   "state.<parameter name>.step" (0-dim), "param_groups.<g>.<option>" (0-dim float64).
 class DistributedOptimizer {
  public:
   explicit DistributedOptimizer(std::shared_ptr<optim::Optimizer> optimizer);
 
+  /// Applies a state loaded before the model was partitioned, waits for the gradient
+  /// reductions, then updates.
   void step();
   void zero_grad(bool set_to_none = true) { opt_->zero_grad(set_to_none); }
-  optim::StateDict state_dict() const { return opt_->state_dict(); }
-  optim::StateDict local_state_dict() const { return opt_->state_dict(); }
-  void load_state_dict(const optim::StateDict& sd) { opt_->load_state_dict(sd); }
+  /// The state of the whole model with full shapes: tensor-parallel shards are gathered over
+  /// the TP group and each pipeline stage's state is sent to every stage, so all ranks of the
+  /// model-parallel group call it together (a rank that does not is named within seconds).
+  optim::StateDict state_dict() const;
+  /// The state this rank holds (its stage's parameters, its shards), never meta entries.
+  optim::StateDict local_state_dict() const;
+  /// Takes a state_dict(), a local_state_dict() of any rank layout that holds this rank's
+  /// parameters, or (without pipeline or tensor parallelism) the wrapped optimizer's own
+  /// index-keyed state dict. A full-shape value of a sharded parameter is sliced. Loaded
+  /// before the model is partitioned (pp > 1), the state is kept and applied once it is.
+  void load_state_dict(const optim::StateDict& sd);
   optim::Optimizer& optimizer() { return *opt_; }
   std::shared_ptr<optim::Optimizer> optimizer_ptr() const { return opt_; }
 
  private:
+  /// Applies pending_ once every model owning a parameter is partitioned.
+  void apply_pending();
+  void apply_named(const optim::StateDict& sd);
+
   std::shared_ptr<optim::Optimizer> opt_;
+  std::optional<optim::StateDict> pending_;
 };
 
 }  // namespace smp

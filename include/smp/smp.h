@@ -35,6 +35,7 @@
 #include <smp/data/dataloader.h>
 #include <smp/data/mnist.h>
 #include <smp/data/image_folder.h>
+#include <smp/parallel/checkpoint.h>
 #include <smp/parallel/comm.h>
 #include <smp/parallel/config.h>
 #include <smp/parallel/distributed.h>

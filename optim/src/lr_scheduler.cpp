@@ -34,6 +34,15 @@ void LRScheduler::step() {
   last_lrs_ = std::move(lrs);
 }
 
+void LRScheduler::load_state(int64_t last_epoch, std::vector<double> last_lrs) {
+  SMP_CHECK(last_epoch >= 0 && last_lrs.size() == optimizer_.param_groups().size(),
+            "LRScheduler::load_state: epoch {} with {} lrs for an optimizer of {} groups",
+            last_epoch, last_lrs.size(), optimizer_.param_groups().size());
+  last_epoch_ = last_epoch;
+  step_count_ = last_epoch + 1;
+  last_lrs_ = std::move(last_lrs);
+}
+
 StepLR::StepLR(Optimizer& optimizer, int64_t step_size, double gamma)
     : LRScheduler(optimizer), step_size_(step_size), gamma_(gamma) {
   SMP_CHECK(step_size > 0, "StepLR: step_size must be positive, got {}", step_size);

@@ -26,6 +26,9 @@ class LRScheduler {
   const std::vector<double>& get_last_lrs() const { return last_lrs_; }
   int64_t last_epoch() const { return last_epoch_; }
   const std::vector<double>& base_lrs() const { return base_lrs_; }
+  /// Restores a schedule's position (PyTorch's load_state_dict of a scheduler: last_epoch and
+  /// the last lrs; the groups' lrs themselves come back with the optimizer's state).
+  void load_state(int64_t last_epoch, std::vector<double> last_lrs);
 
  protected:
   /// New lrs for last_epoch_ (already advanced), from the groups' current lrs.

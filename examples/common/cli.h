@@ -160,6 +160,9 @@ struct TrainFlags {
   bool no_shuffle = false, skip_test = false;
   std::string device = "cpu", init, save, metrics;
   std::string tensor_parallelism = "all";  ///< all | none | NAME[,NAME...]
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  bool resume = false;
 };
 
 /// Declares the TrainFlags flags, their help naming the defaults `f` holds; `lr_default` says
@@ -199,6 +202,12 @@ inline void add_train_flags(Cli& cli, TrainFlags& f, const std::string& lr_defau
                  text(f.log_interval) + ")",
              1);
   cli.flag("skip-test", &f.skip_test, "do not evaluate");
+  cli.option("checkpoint-dir", &f.checkpoint_dir, "DIR",
+             "write checkpoints here (smp::save_checkpoint; docs/checkpoints.md)");
+  cli.option("checkpoint-every", &f.checkpoint_every, "N",
+             "save a checkpoint every N optimizer steps (needs --checkpoint-dir)", 1);
+  cli.flag("resume", &f.resume,
+           "continue from --checkpoint-dir's newest checkpoint until --steps/--epochs");
   cli.option("tensor-parallelism", &f.tensor_parallelism, "all|none|NAME[,NAME...]",
              "modules to distribute when tensor_parallel_degree > 1: all (the model built inside "
              "smp::tensor_parallelism), none, or modules by name (smp::set_tensor_parallelism; "

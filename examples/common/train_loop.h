@@ -122,8 +122,11 @@ struct TrainOptions {
   int64_t threads = 0;              // reported
   std::string optimizer;            // reported
   smp::Device device{"cpu"};
-  int rate_decimals = 0;      // decimals of samples/s in the summary line
-  std::string save, metrics;  // --save and --metrics files ("": none)
+  int rate_decimals = 0;         // decimals of samples/s in the summary line
+  std::string save, metrics;     // --save and --metrics files ("": none)
+  std::string checkpoint_dir;    // --checkpoint-dir ("": no checkpoints)
+  int64_t checkpoint_every = 0;  // --checkpoint-every (optimizer steps)
+  bool resume = false;           // --resume
   nlohmann::json extra_metrics = nlohmann::json::object();  // further keys for --metrics
 };
 
@@ -147,6 +150,12 @@ inline TrainOptions start_training(const std::string& program, const TrainFlags&
   o.optimizer = f.optimizer;
   o.save = f.save;
   o.metrics = f.metrics;
+  if ((f.checkpoint_every > 0 || f.resume) && f.checkpoint_dir.empty())
+    throw UsageError(f.resume ? "--resume needs --checkpoint-dir"
+                              : "--checkpoint-every needs --checkpoint-dir");
+  o.checkpoint_dir = f.checkpoint_dir;
+  o.checkpoint_every = f.checkpoint_every;
+  o.resume = f.resume;
   return o;
 }
 
@@ -194,12 +203,42 @@ class Trainer {
     int64_t step = 0, samples = 0;
     double final_loss = NAN, train_seconds = 0;
     std::optional<Evaluation> last_eval;
+    smp::Generator& gen = smp::default_generator(smp::Device(smp::kCPU));
+    // --resume: the checkpoint restores weights, optimizer, schedule and the generators as they
+    // were after step `resume_at`. The batches before it are replayed without training, so the
+    // data sources (shuffles, samplers) reach the same place; the epoch that holds it replays
+    // from the generator state its start had, then the saved state takes over.
+    int64_t resume_at = 0;
+    std::vector<uint8_t> epoch_start_rng, resumed_rng;
+    if (o_.resume) {
+      const nlohmann::json user =
+          smp::resume_from_checkpoint(o_.checkpoint_dir, model_, &optimizer_);
+      resume_at = user.at("step").get<int64_t>();
+      epoch_start_rng = user.at("epoch_start_rng").get<std::vector<uint8_t>>();
+      if (scheduler_ && user.contains("scheduler_last_epoch"))
+        scheduler_->load_state(user.at("scheduler_last_epoch").get<int64_t>(),
+                               user.at("scheduler_last_lrs").get<std::vector<double>>());
+      resumed_rng = gen.get_state();
+      if (lead)
+        std::fprintf(stderr, "%s: resuming from %s after step %lld\n", o_.program.c_str(),
+                     o_.checkpoint_dir.c_str(), static_cast<long long>(resume_at));
+    }
     for (int64_t epoch = 1; epoch <= epochs_ && step < total_steps_; ++epoch) {
-      Progress bar("epoch " + std::to_string(epoch), std::min(per_epoch_, total_steps_ - step),
+      const int64_t epoch_first = (epoch - 1) * per_epoch_, epoch_last = epoch * per_epoch_;
+      const bool replay = step < resume_at;
+      if (replay && epoch_last > resume_at) gen.set_state(epoch_start_rng);
+      if (!replay) epoch_start_rng = gen.get_state();
+      Progress bar("epoch " + std::to_string(epoch),
+                   std::min(per_epoch_, total_steps_ - std::max(step, epoch_first)),
                    o_.log_interval, lead, o_.sample_tokens > 0 ? "tokens" : "samples");
       Stopwatch clock;
       int64_t epoch_samples = 0, epoch_steps = 0;
       train_(epoch, [&](smp::data::Batch& b) {
+        if (step < resume_at) {  // replayed: the step is in the checkpoint
+          ++step;
+          if (step == resume_at) gen.set_state(resumed_rng);
+          return true;
+        }
         smp::Tensor x = b.data.to(o_.device, /*non_blocking=*/true);
         smp::Tensor y = b.target.to(o_.device, /*non_blocking=*/true);
         optimizer_.zero_grad();
@@ -211,8 +250,12 @@ class Trainer {
         final_loss = loss_mb.reduce_mean().item<double>();
         bar.update(epoch_steps, final_loss,
                    static_cast<double>(epoch_samples * tokens) / std::max(1e-9, clock.seconds()));
+        if (o_.checkpoint_every > 0 && step % o_.checkpoint_every == 0)
+          save_checkpoint(step, epoch_start_rng);
         return step < total_steps_;
       });
+      if (replay && epoch_last < resume_at) continue;  // its end came before the checkpoint
+      if (replay && step == resume_at && epoch_steps == 0) gen.set_state(resumed_rng);
       if (o_.device.is_cuda()) smp::cuda::synchronize();
       train_seconds += clock.seconds();
       samples += epoch_samples;
@@ -277,6 +320,19 @@ class Trainer {
   }
 
  private:
+  /// smp::save_checkpoint after `step` optimizer steps: what --resume needs besides weights,
+  /// optimizer and generators is the step, the schedule and the generator state at the start
+  /// of the current epoch (to replay its data draws). Two checkpoints are kept.
+  void save_checkpoint(int64_t step, const std::vector<uint8_t>& epoch_start_rng) {
+    nlohmann::json user = {{"step", step}, {"epoch_start_rng", epoch_start_rng}};
+    if (scheduler_) {
+      user["scheduler_last_epoch"] = scheduler_->last_epoch();
+      user["scheduler_last_lrs"] = scheduler_->get_last_lrs();
+    }
+    smp::save_checkpoint(o_.checkpoint_dir, "step_" + std::to_string(step), true, model_,
+                         &optimizer_, user, 2);
+  }
+
   /// One pass over the evaluation set, forward only; the sums are added over the DP group.
   Evaluation evaluate() {
     smp::NoGradGuard no_grad;

@@ -13,7 +13,9 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -264,6 +266,11 @@ void save_checkpoint(const std::string& path, const std::string& tag, bool parti
       if (optimizer != nullptr) add_file("optimizer.safetensors", osd, none);
     }
   }
+  // Fault injection for the tests (tests/checkpoint): SMP_CHECKPOINT_KILL=<tag>:<rank> kills
+  // that rank, with its files of that tag written and nothing else, as a crash mid-save would.
+  if (const char* kill = std::getenv("SMP_CHECKPOINT_KILL");
+      kill != nullptr && is_initialized() && std::string(kill) == fmt::format("{}:{}", tag, rank()))
+    std::raise(SIGKILL);
   nlohmann::json mine = {{"files", files}, {"rng", generator_states()}};
   // The allgather is also the point where every rank has written its files.
   const std::vector<nlohmann::json> all =

@@ -4,10 +4,11 @@
 // run with the uninterrupted one: bit for bit under the same layout, within float32 noise
 // under another.
 //
-//   ckpt_probe --mode train|resume --dir D --steps N [--save-at K] --out F
+//   ckpt_probe --mode train|resume --dir D --steps N [--save-at K]... --out F
 //              [--optimizer sgd|adam] [--dropout P] [--width W] [--full]
 #include <smp/smp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -16,7 +17,8 @@ namespace {
 
 struct Args {
   std::string mode, dir, out, optimizer = "sgd";
-  int steps = 0, save_at = -1, width = 16;
+  int steps = 0, width = 16;
+  std::vector<int> save_at;
   double dropout = 0;
   bool full = false;
 };
@@ -40,7 +42,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--steps")
       a.steps = std::stoi(next());
     else if (k == "--save-at")
-      a.save_at = std::stoi(next());
+      a.save_at.push_back(std::stoi(next()));
     else if (k == "--dropout")
       a.dropout = std::stod(next());
     else if (k == "--width")
@@ -115,7 +117,7 @@ int run(const Args& a) {
     opt.zero_grad();
     train_step(model, x, y);
     opt.step();
-    if (s == a.save_at)
+    if (std::find(a.save_at.begin(), a.save_at.end(), s) != a.save_at.end())
       smp::save_checkpoint(a.dir, "step_" + std::to_string(s), !a.full, model, &opt, {{"step", s}});
   }
   smp::save(model.state_dict(), a.out, /*partial=*/false);

@@ -291,6 +291,11 @@ void save_checkpoint(const std::string& path, const std::string& tag, bool parti
                      {"placement", config().placement()}};
     }
     m["partition"] = model.partition_assignments();
+    // Parameter order (each shared tensor once), what PyTorch's optimizer state indexes by:
+    // tools/smp_checkpoint_to_torch.py converts the optimizer state with it.
+    nlohmann::json order = nlohmann::json::array();
+    for (const auto& [n, p] : model.named_parameters()) order.push_back(n);
+    m["parameters"] = order;
     m["files"] = nlohmann::json::object();
     m["rng"] = nlohmann::json::array();
     for (const auto& r : all) {

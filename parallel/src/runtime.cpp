@@ -291,13 +291,22 @@ Communicator& comm(CommGroup g) {
   return *it->second;
 }
 
+namespace {
+// Inside a library call that names itself (DistributedOptimizer::state_dict), the host-object
+// helpers keep that name in front, so a stall report names what the user called.
+std::string within(const char* helper) {
+  const std::string& outer = detail::CallScope::current();
+  return outer.empty() ? std::string(helper) : outer + " (" + helper + ")";
+}
+}  // namespace
+
 void barrier(CommGroup g) {
-  detail::CallScope scope("smp::barrier");
+  detail::CallScope scope(within("smp::barrier"));
   comm(g).barrier()->wait();
 }
 
 std::string broadcast(const std::string& bytes, int root, CommGroup group) {
-  detail::CallScope scope("smp::broadcast");
+  detail::CallScope scope(within("smp::broadcast"));
   Communicator& c = comm(group);
   SMP_CHECK(root >= 0 && root < c.size(), "smp::broadcast: root {} is not a rank of {} (size {})",
             root, c.name(), c.size());
@@ -313,7 +322,7 @@ nlohmann::json broadcast(const nlohmann::json& value, int root, CommGroup group)
 }
 
 std::vector<std::string> allgather(const std::string& bytes, CommGroup group) {
-  detail::CallScope scope("smp::allgather");
+  detail::CallScope scope(within("smp::allgather"));
   Communicator& c = comm(group);
   const int n = c.size();
   Tensor mine = full({1}, static_cast<double>(bytes.size()), kInt64);

@@ -5,6 +5,8 @@
 //   collective_mismatch order         ranks call barrier and allgather in different orders
 //   collective_mismatch state_dict    (pp 2) only pipeline rank 0 calls model.state_dict(),
 //                                     then every rank calls smp::barrier
+//   collective_mismatch optimizer_state_dict  (pp 2) only pipeline rank 0 calls
+//                                     opt.state_dict(), then every rank calls smp::barrier
 //   collective_mismatch backward      (dp 2) rank 0 trains a step; rank 1 skips it and leaves
 //                                     main, so rank 0's gradient allreduce waits alone
 //   collective_mismatch slow          rank 0 computes for 8 s before the barrier: no error
@@ -41,6 +43,21 @@ int main(int argc, char** argv) {
       });
       s(model, smp::randn({4, 4}));
       if (smp::pp_rank() == 0) model.state_dict();
+      smp::barrier();
+    } else if (mode == "optimizer_state_dict") {
+      auto net = std::make_shared<smp::nn::Sequential>();
+      for (int i = 0; i < 2; ++i) net->push_back(std::make_shared<smp::nn::Linear>(4, 4));
+      smp::DistributedModel model(net);
+      smp::DistributedOptimizer opt(std::make_shared<smp::optim::SGD>(
+          model.parameters(), smp::optim::SGDOptions(0.1).momentum(0.9)));
+      auto s = smp::step([](smp::DistributedModel& m, smp::Tensor x) {
+        smp::Tensor loss = m(x).sum();
+        m.backward(loss);
+        return loss;
+      });
+      s(model, smp::randn({4, 4}));
+      opt.step();
+      if (smp::pp_rank() == 0) opt.state_dict();
       smp::barrier();
     } else if (mode == "backward") {
       auto net = std::make_shared<smp::nn::Linear>(4, 4);

@@ -135,13 +135,7 @@ bool tp_on() { return is_initialized() && tp_size() > 1; }
 
 /// Layout of every sharded tensor of the model by state_dict key (empty without TP).
 std::map<std::string, nn::ShardSpec> model_shards(DistributedModel& model) {
-  std::map<std::string, nn::ShardSpec> out;
-  if (!tp_on()) return out;
-  for (auto& [name, m] : model.module().named_modules())
-    if (auto* t = dynamic_cast<nn::TensorParallelModule*>(m.get()))
-      for (auto& [n, spec] : t->shard_specs())
-        if (spec.dim >= 0) out[(name.empty() ? "" : name + ".") + n] = spec;
-  return out;
+  return tp_on() ? detail::shard_layouts(model.module()) : std::map<std::string, nn::ShardSpec>{};
 }
 
 /// The shard layout of an optimizer key "state.<param>.<buffer>" (null when replicated).

@@ -32,13 +32,7 @@ struct ParameterNames {
   ParameterNames() {
     for (DistributedModel* m : detail::live_models()) {
       all_partitioned = all_partitioned && m->partitioned();
-      for (auto& [name, mod] : m->module().named_modules()) {
-        auto* t = dynamic_cast<nn::TensorParallelModule*>(mod.get());
-        if (t == nullptr) continue;
-        const std::string prefix = name.empty() ? "" : name + ".";
-        for (auto& [n, spec] : t->shard_specs())
-          if (spec.dim >= 0) specs[prefix + n] = spec;
-      }
+      specs.merge(detail::shard_layouts(m->module()));
       for (auto& [name, p] : m->named_parameters()) {
         auto it = specs.find(name);
         by_impl[p.unsafe_impl()] = Named{name, it == specs.end() ? nullptr : &it->second};
@@ -58,22 +52,6 @@ struct ParameterNames {
 
 bool tp_active() { return is_initialized() && tp_size() > 1; }
 bool pp_active() { return is_initialized() && pp_size() > 1; }
-
-/// The full tensor from every TP rank's shard of `t` (the TP group calls it together).
-Tensor gather_tp(const Tensor& t, const nn::ShardSpec& spec) {
-  Communicator& c = comm(CommGroup::TP_GROUP);
-  Tensor in = t.contiguous();
-  std::vector<Tensor> parts;
-  for (int i = 0; i < c.size(); ++i) parts.push_back(empty(in.sizes(), TensorOptions(in.dtype())));
-  c.allgather(in, parts)->wait();
-  if (spec.blocks == 1) return cat(parts, spec.dim);
-  std::vector<std::vector<Tensor>> pieces;
-  for (const Tensor& p : parts) pieces.push_back(p.chunk(spec.blocks, spec.dim));
-  std::vector<Tensor> ordered;
-  for (int b = 0; b < spec.blocks; ++b)
-    for (auto& per_rank : pieces) ordered.push_back(per_rank[static_cast<size_t>(b)]);
-  return cat(ordered, spec.dim);
-}
 
 void put_options(const optim::Optimizer& opt, optim::StateDict& sd) {
   const auto& groups = opt.param_groups();
@@ -133,7 +111,7 @@ optim::StateDict DistributedOptimizer::state_dict() const {
         Tensor t;
         if (holder == here) {
           const Tensor& buf = opt_->find_state(p)->buffers.at(b.get<std::string>());
-          t = n.shard != nullptr && tp_active() ? gather_tp(buf, *n.shard)
+          t = n.shard != nullptr && tp_active() ? detail::gather_shards(buf, *n.shard)
                                                 : buf.detach().contiguous().clone();
         } else {
           const Shape full = n.shard != nullptr && tp_active()

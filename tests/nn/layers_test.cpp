@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "error_of.h"
+#include "op_test_utils.h"
 #include "gradcheck.h"
 
 using namespace smp;

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "error_of.h"
+#include "op_test_utils.h"
 #include "gradcheck.h"
 
 using namespace smp;

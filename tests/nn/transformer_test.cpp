@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "error_of.h"
+#include "op_test_utils.h"
 #include "gradcheck.h"
 #include "tolerance.h"
 

@@ -20,12 +20,7 @@ inline int data_ranks() { return config().prescaled_batch ? rdp_size() : dp_size
 
 /// Layout of each sharded parameter of a wrapped model, by state_dict name.
 inline std::map<std::string, nn::ShardSpec> shards_of(nn::Module& root) {
-  std::map<std::string, nn::ShardSpec> out;
-  for (auto& [name, m] : root.named_modules())
-    if (auto* t = dynamic_cast<nn::TensorParallelModule*>(m.get()))
-      for (auto& [n, spec] : t->shard_specs())
-        if (spec.dim >= 0) out[(name.empty() ? "" : name + ".") + n] = spec;
-  return out;
+  return detail::shard_layouts(root);
 }
 
 /// This rank's part of the one-process tensor `full` named `name` (all of it when replicated).

@@ -382,43 +382,9 @@ nn::StateDict DistributedModel::local_state_dict() const {
   return out;
 }
 
-namespace {
-
-/// state_dict key -> layout of every tensor-parallel shard in `root`'s tree.
-std::map<std::string, nn::ShardSpec> shard_keys(nn::Module& root) {
-  std::map<std::string, nn::ShardSpec> out;
-  for (auto& [name, m] : root.named_modules()) {
-    auto* tpm = dynamic_cast<nn::TensorParallelModule*>(m.get());
-    if (tpm == nullptr) continue;
-    const std::string prefix = name.empty() ? "" : name + ".";
-    for (auto& [n, spec] : tpm->shard_specs())
-      if (spec.dim >= 0) out[prefix + n] = spec;
-  }
-  return out;
-}
-
-/// The full tensor from every TP rank's shard (all ranks of the TP group call it together).
-Tensor gather_shards(const Tensor& shard, const nn::ShardSpec& spec) {
-  Communicator& c = comm(CommGroup::TP_GROUP);
-  Tensor in = shard.contiguous();
-  std::vector<Tensor> parts;
-  for (int i = 0; i < c.size(); ++i) parts.push_back(empty(in.sizes(), TensorOptions(in.dtype())));
-  c.allgather(in, parts)->wait();
-  if (spec.blocks == 1) return cat(parts, spec.dim);
-  // Rank r holds part r of each block: the full tensor is block 0 of every rank, then block 1...
-  std::vector<std::vector<Tensor>> pieces;
-  for (const Tensor& p : parts) pieces.push_back(p.chunk(spec.blocks, spec.dim));
-  std::vector<Tensor> ordered;
-  for (int b = 0; b < spec.blocks; ++b)
-    for (auto& per_rank : pieces) ordered.push_back(per_rank[static_cast<size_t>(b)]);
-  return cat(ordered, spec.dim);
-}
-
-}  // namespace
-
 nn::StateDict DistributedModel::state_dict() const {
   nn::StateDict sd = module_->state_dict();
-  const auto shards = is_initialized() && tp_size() > 1 ? shard_keys(*module_)
+  const auto shards = is_initialized() && tp_size() > 1 ? detail::shard_layouts(*module_)
                                                         : std::map<std::string, nn::ShardSpec>{};
   if (tensor_partition_.empty() && shards.empty()) return sd;
   detail::CallScope scope("DistributedModel::state_dict");
@@ -432,7 +398,7 @@ nn::StateDict DistributedModel::state_dict() const {
     const int owner = part == tensor_partition_.end() ? mine : part->second;
     Tensor t;
     if (owner == mine)
-      t = spec == shards.end() ? v.contiguous().clone() : gather_shards(v, spec->second);
+      t = spec == shards.end() ? v.contiguous().clone() : detail::gather_shards(v, spec->second);
     else
       t = empty(
           spec == shards.end() ? v.sizes() : detail::full_shape(v.sizes(), spec->second, tp_size()),
@@ -448,7 +414,7 @@ void DistributedModel::load_state_dict(const nn::StateDict& given, bool strict) 
   if (is_initialized() && tp_size() > 1) {
     // A full-shape value of a sharded parameter is sliced to this rank's shard.
     const nn::StateDict current = module_->state_dict();
-    for (auto& [k, spec] : shard_keys(*module_)) {
+    for (auto& [k, spec] : detail::shard_layouts(*module_)) {
       auto it = sd.find(k);
       auto cur = current.find(k);
       if (it == sd.end() || cur == current.end()) continue;

@@ -39,6 +39,35 @@ Tensor shard_of(const Tensor& full, const nn::ShardSpec& spec, int tp, int rank)
   return pieces.size() == 1 ? pieces[0].contiguous().clone() : cat(pieces, spec.dim);
 }
 
+std::map<std::string, nn::ShardSpec> shard_layouts(nn::Module& root) {
+  std::map<std::string, nn::ShardSpec> out;
+  for (auto& [name, m] : root.named_modules()) {
+    auto* tpm = dynamic_cast<nn::TensorParallelModule*>(m.get());
+    if (tpm == nullptr) continue;
+    const std::string prefix = name.empty() ? "" : name + ".";
+    for (auto& [n, spec] : tpm->shard_specs())
+      if (spec.dim >= 0) out[prefix + n] = spec;
+  }
+  return out;
+}
+
+Tensor gather_shards(const Tensor& shard, const nn::ShardSpec& spec) {
+  NoGradGuard no_grad;
+  Communicator& c = comm(CommGroup::TP_GROUP);
+  Tensor in = shard.contiguous();
+  std::vector<Tensor> parts;
+  for (int i = 0; i < c.size(); ++i) parts.push_back(empty(in.sizes(), TensorOptions(in.dtype())));
+  c.allgather(in, parts)->wait();
+  if (spec.blocks == 1) return cat(parts, spec.dim);
+  // Rank r holds part r of each block: the full tensor is block 0 of every rank, then block 1...
+  std::vector<std::vector<Tensor>> pieces;
+  for (const Tensor& p : parts) pieces.push_back(p.chunk(spec.blocks, spec.dim));
+  std::vector<Tensor> ordered;
+  for (int b = 0; b < spec.blocks; ++b)
+    for (auto& per_rank : pieces) ordered.push_back(per_rank[static_cast<size_t>(b)]);
+  return cat(ordered, spec.dim);
+}
+
 namespace tp {
 
 int size() { return is_initialized() ? tp_size() : 1; }

@@ -115,6 +115,11 @@ namespace detail {
 Shape full_shape(const Shape& local, const nn::ShardSpec& spec, int tp);
 /// Rank `rank`'s shard of `full` under `spec` over `tp` ranks (a contiguous copy).
 Tensor shard_of(const Tensor& full, const nn::ShardSpec& spec, int tp, int rank);
+/// state_dict key -> layout of every sharded (dim >= 0) tensor of `root`'s tree.
+std::map<std::string, nn::ShardSpec> shard_layouts(nn::Module& root);
+/// The full tensor from every TP rank's shard under `spec`, the inverse of shard_of (all ranks
+/// of the TP group call it together).
+Tensor gather_shards(const Tensor& shard, const nn::ShardSpec& spec);
 
 /// Replaces every marked supported module of `root`'s tree by its distributed version (tp =
 /// tp_size()); returns the replacement for `root` itself when the root is distributed, else
